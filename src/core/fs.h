@@ -1,0 +1,36 @@
+// File helpers: whole-file reads, atomic writes (temporary file in the same directory, write,
+// flush, fsync, rename, fsync the directory) and content hashes.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace ctfgen::fs {
+
+/// Reads a whole file; throws Error naming the path on failure.
+std::vector<uint8_t> read_file(const std::string& path);
+std::string read_text(const std::string& path);
+
+/// Writes `path` atomically: readers see the old file or the complete new one, never a torn one.
+/// `writer` receives a FILE* opened on a temporary file next to `path`.
+void atomic_write(const std::string& path, const std::function<void(std::FILE*)>& writer);
+void atomic_write(const std::string& path, const void* data, size_t size);
+void atomic_write_text(const std::string& path, const std::string& text);
+
+/// Writes `size` bytes to f or throws naming `path`.
+void write_all(std::FILE* f, const void* data, size_t size, const std::string& path);
+
+/// Creates a directory and its parents; throws naming the path if that fails.
+void ensure_dir(const std::string& path);
+bool exists(const std::string& path);
+
+/// Lower-case hex SHA-256 of a file's bytes, or of a byte range.
+std::string sha256_file(const std::string& path);
+std::string sha256_bytes(const void* data, size_t size);
+
+/// Test hook for crash-safety tests: when the environment variable CTFGEN_TEST_CRASH_AFTER_BYTES
+/// is set to N, atomic_write() kills the process with SIGKILL after writing N bytes.
+void maybe_crash_for_test(size_t written);
+
+}  // namespace ctfgen::fs

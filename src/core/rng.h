@@ -1,0 +1,29 @@
+// The only source of randomness: an explicit seeded CPU generator passed to everything random.
+// Dropout inside libtorch modules uses the global default generator, so seed_everything() also
+// seeds that one, and RngState captures both for exact resume.
+#pragma once
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace ctfgen {
+
+/// A fresh CPU generator seeded with `seed`.
+at::Generator make_generator(uint64_t seed);
+
+/// Seeds libtorch's global CPU generator (used by dropout and other module-internal randomness).
+void seed_global(uint64_t seed);
+
+/// Byte tensors holding the state of `gen` and of the global CPU generator.
+struct RngState {
+  at::Tensor generator;
+  at::Tensor global;
+};
+RngState capture_rng(at::Generator& gen);
+void restore_rng(at::Generator& gen, const RngState& state);
+
+/// A deterministic permutation of [0, n) for (seed, epoch): the data order of one epoch.
+at::Tensor epoch_permutation(int64_t n, uint64_t seed, int64_t epoch);
+
+}  // namespace ctfgen

@@ -1,0 +1,40 @@
+// Process-level runtime setup: BLAS kernel selection, threads, and a description of what the
+// process runs on (for `ctfgen info`, benchmark output and logs).
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace ctfgen::runtime {
+
+/// Must be the first call in main(). If OpenBLAS is the loaded BLAS and the kernel type it will
+/// pick is not the best safe one for this CPU (OpenBLAS 0.3.21 misdetects new CPUs and reads
+/// OPENBLAS_CORETYPE only at load time), re-executes the program once with OPENBLAS_CORETYPE
+/// set from the CPU flags. Set CTFGEN_KEEP_OPENBLAS_CORETYPE=1 to keep a preset value.
+/// Returns normally when no re-exec is needed or possible.
+void prepare_process(int argc, char** argv);
+
+/// The OpenBLAS core type that suits this CPU ("SKYLAKEX", "HASWELL") or "" if none is known.
+std::string best_openblas_coretype();
+
+/// Number of CPUs this process may run on (sched_getaffinity), at least 1.
+int available_cpus();
+
+/// Sets intra-op threads for libtorch (and thereby OpenBLAS-openmp). n <= 0 means available_cpus().
+void set_threads(int n);
+int threads();
+
+struct BlasInfo {
+  std::string library;   // resolved path of the BLAS shared object in this process
+  std::string name;      // "openblas", "blis", "reference", "mkl" or "unknown"
+  std::string coretype;  // OpenBLAS kernel core (openblas_get_corename), else ""
+  std::string config;    // OpenBLAS build config string, else ""
+};
+BlasInfo blas_info();
+
+/// Measures fp32 n x n x n matmul throughput on the CPU in GFLOP/s (best of `reps`).
+double measure_gemm_gflops(int n = 1024, int reps = 10);
+
+/// Everything `ctfgen info` prints. with_gemm adds a measured GEMM figure.
+nlohmann::json describe(bool with_gemm);
+
+}  // namespace ctfgen::runtime

@@ -1,0 +1,7 @@
+// Precompiled header for libtorch-heavy translation units (toolchain.md section 4).
+// Only used when CTFGEN_USE_PCH is ON; every file still includes what it needs itself.
+#pragma once
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>

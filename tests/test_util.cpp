@@ -1,0 +1,89 @@
+#include "test_util.h"
+
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace ctfgen::test {
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base ? base : "/tmp") + "/ctfgen_test_XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  char* p = ::mkdtemp(buf.data());
+  if (!p) throw std::runtime_error("mkdtemp failed for " + tmpl);
+  path_ = p;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::permissions(path_, std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::add, ec);
+  std::filesystem::remove_all(path_, ec);
+}
+
+static std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+static std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += (c == '\'') ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+CliResult run_shell(const std::string& command) {
+  TempDir d;
+  std::string full = "(" + command + ") >" + d.file("out") + " 2>" + d.file("err") + " </dev/null";
+  int status = std::system(full.c_str());
+  CliResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(d.file("out"));
+  r.err = slurp(d.file("err"));
+  return r;
+}
+
+CliResult run_cli(const std::vector<std::string>& args, const std::string& env) {
+  std::string cmd = env + (env.empty() ? "" : " ") + quote(CTFGEN_BINARY) + " --threads 1";
+  for (const auto& a : args) cmd += " " + quote(a);
+  return run_shell(cmd);
+}
+
+bool have_python_torch() {
+  static int ok = -1;
+  if (ok < 0)
+    ok = std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0 ? 1 : 0;
+  return ok == 1;
+}
+
+std::string source_dir() { return CTFGEN_SOURCE_DIR; }
+
+::testing::AssertionResult all_close(const at::Tensor& a, const at::Tensor& b, double rtol,
+                                     double atol) {
+  if (!a.sizes().equals(b.sizes()))
+    return ::testing::AssertionFailure() << "shape " << a.sizes() << " vs " << b.sizes();
+  auto ad = a.detach().to(torch::kCPU, torch::kDouble);
+  auto bd = b.detach().to(torch::kCPU, torch::kDouble);
+  auto excess = ((ad - bd).abs() / (atol + rtol * bd.abs())).max().item<double>();
+  if (excess <= 1.0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "max |a-b| = " << (ad - bd).abs().max().item<double>() << " exceeds atol " << atol
+         << " + rtol " << rtol << " * |b|";
+}
+
+void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+}  // namespace ctfgen::test
