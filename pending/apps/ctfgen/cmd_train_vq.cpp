@@ -19,13 +19,13 @@ struct TrainVQOptions {
   std::string config_path;
   std::string out;
   int64_t steps = 2000;
-  int64_t batch = 64;
-  double lr = 1e-3;
+  int64_t batch = 32;
+  double lr = 2e-3;
   std::string optim = "adam";
   double weight_decay = 0.05;
   double beta1 = 0.9, beta2 = 0.95;
   double grad_clip = 1.0;
-  int64_t warmup = 0;
+  int64_t warmup = 100;
   std::string schedule = "cosine";
   double min_lr_ratio = 0.1;
   std::string recon_loss = "l2";
