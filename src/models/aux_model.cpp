@@ -1,0 +1,46 @@
+#include "models/aux_model.h"
+
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "core/shape.h"
+
+namespace ctfgen::models {
+namespace {
+const AuxConfig& validated(const AuxConfig& c) {
+  c.validate();
+  return c;
+}
+}  // namespace
+
+AuxImpl::AuxImpl(const AuxConfig& config, uint64_t init_seed)
+    : ClassTokenTransformer(validated(config), config.coarse_vocab, config.fine_vocab),
+      config_(config) {
+  auto gen = make_generator(init_seed);
+  reset_parameters(config.initializer_range, gen);
+}
+
+at::Tensor AuxImpl::forward(const at::Tensor& coarse, const at::Tensor& labels) {
+  CTFGEN_CHECK(labels.dim() == 1, "Aux: labels must be [B], got ", shape_str(labels.sizes()));
+  const int64_t B = labels.size(0);
+  check_tokens(coarse, B, config_.coarse_vocab, "Aux coarse");
+  const int64_t T = coarse.size(1);
+  CTFGEN_CHECK(T >= 1 && T <= config_.block_size, "Aux: coarse must be [B, T] with 1 <= T <= ",
+               config_.block_size, ", got ", shape_str(coarse.sizes()));
+  auto h = run_blocks(embed(labels, coarse), at::Tensor());  // bidirectional, [B, T + 1, D]
+  return head(h.narrow(1, 1, T));                             // drop the class position
+}
+
+at::Tensor aux_loss(Aux& model, const at::Tensor& coarse, const at::Tensor& fine,
+                    const at::Tensor& labels) {
+  CTFGEN_CHECK(fine.sizes() == coarse.sizes(), "aux_loss: fine ", shape_str(fine.sizes()),
+               " and coarse ", shape_str(coarse.sizes()), " must have the same shape");
+  auto logits = model->forward(coarse, labels);  // [B, T, V]
+  const int64_t V = logits.size(2);
+  check_tokens(fine, coarse.size(0), V, "aux_loss fine");
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, V}),
+                                              fine.to(torch::kLong).reshape({-1}));
+}
+
+}  // namespace ctfgen::models

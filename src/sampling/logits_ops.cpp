@@ -1,0 +1,76 @@
+#include "sampling/logits_ops.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "core/error.h"
+#include "core/shape.h"
+
+namespace ctfgen::sampling {
+namespace {
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+}
+
+at::Tensor cfg_mix(const at::Tensor& cond, const at::Tensor& uncond, double scale) {
+  CTFGEN_CHECK(cond.sizes() == uncond.sizes(), "cfg_mix: cond ", shape_str(cond.sizes()),
+               " and uncond ", shape_str(uncond.sizes()), " differ");
+  return uncond + (cond - uncond) * scale;
+}
+
+at::Tensor apply_temperature(const at::Tensor& logits, double temperature) {
+  return logits / std::max(temperature, kMinTemperature);
+}
+
+at::Tensor top_k_filter(const at::Tensor& logits, int64_t k) {
+  const int64_t V = logits.size(-1);
+  if (k <= 0 || k >= V) return logits;
+  auto kth = std::get<0>(torch::topk(logits, k, -1)).narrow(-1, k - 1, 1);  // [..., 1]
+  return logits.masked_fill(logits < kth, kNegInf);
+}
+
+at::Tensor top_p_filter(const at::Tensor& logits, double p) {
+  if (p >= 1.0) return logits;
+  CTFGEN_CHECK(logits.dim() == 2, "top_p_filter: logits must be [N, V], got ",
+               shape_str(logits.sizes()));
+  auto sorted = torch::sort(logits, -1, /*descending=*/true);
+  auto sorted_logits = std::get<0>(sorted), sorted_idx = std::get<1>(sorted);
+  auto cum = torch::softmax(sorted_logits, -1).cumsum(-1);
+  auto remove = cum > p;
+  // Shift right by one: the first entry over the threshold is kept; entry 0 always kept.
+  auto shifted = torch::zeros_like(remove);
+  if (remove.size(1) > 1) shifted.narrow(1, 1, remove.size(1) - 1).copy_(remove.narrow(1, 0, remove.size(1) - 1));
+  auto remove_orig = torch::zeros_like(shifted).scatter(1, sorted_idx, shifted);
+  return logits.masked_fill(remove_orig, kNegInf);
+}
+
+at::Tensor mask_to_members(const at::Tensor& logits, const at::Tensor& allowed) {
+  CTFGEN_CHECK(allowed.scalar_type() == torch::kBool, "mask_to_members: mask must be bool");
+  return logits.masked_fill(allowed.logical_not(), kNegInf);
+}
+
+at::Tensor sample(const at::Tensor& logits, at::Generator& gen, bool argmax) {
+  CTFGEN_CHECK(logits.dim() == 2 && logits.size(1) >= 1, "sample: logits must be [N, V], got ",
+               shape_str(logits.sizes()));
+  auto lf = logits.to(torch::kFloat32);
+  auto row_max = std::get<0>(lf.max(-1));
+  CTFGEN_CHECK(torch::isfinite(row_max).all().item<bool>(),
+               "sample: a row of logits has no finite entry (everything masked?) or holds NaN/inf");
+  if (argmax) return lf.argmax(-1);
+  auto probs = torch::softmax(lf, -1);
+  return torch::multinomial(probs, 1, /*replacement=*/false, gen).squeeze(1);
+}
+
+at::Tensor filter_logits(const at::Tensor& logits, const SamplingConfig& config) {
+  auto l = apply_temperature(logits, config.temperature);
+  l = top_k_filter(l, config.top_k);
+  return top_p_filter(l, config.top_p);
+}
+
+at::Tensor sample_tokens(const at::Tensor& logits, const SamplingConfig& config,
+                         at::Generator& gen) {
+  return sample(filter_logits(logits, config), gen, config.argmax);
+}
+
+}  // namespace ctfgen::sampling

@@ -1,0 +1,42 @@
+// Pure operations on logits (llamagen.md section 3.2). All take logits [N, V] (any leading
+// shape where noted) and return new tensors; -inf marks removed entries. Order used by the
+// samplers: cfg_mix on raw logits -> mask_to_members -> temperature -> top-k -> top-p -> sample.
+#pragma once
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include "sampling/sampling_config.h"
+
+namespace ctfgen::sampling {
+
+/// uncond + (cond - uncond) * scale. cond, uncond: same shape -> same shape
+at::Tensor cfg_mix(const at::Tensor& cond, const at::Tensor& uncond, double scale);
+
+/// logits / max(temperature, 1e-5). [..., V] -> [..., V]
+at::Tensor apply_temperature(const at::Tensor& logits, double temperature);
+
+/// Sets entries below the k-th largest of their row to -inf; ties with the k-th value survive.
+/// k <= 0 or k >= V leaves the logits unchanged. [..., V] -> [..., V]
+at::Tensor top_k_filter(const at::Tensor& logits, int64_t k);
+
+/// Nucleus filter, Hugging Face style: sort descending, cumulative softmax, remove entries whose
+/// cumulative probability exceeds p except the first such entry (so the first token over the
+/// threshold is kept, and always at least one token). p >= 1 leaves the logits unchanged.
+/// [N, V] -> [N, V]
+at::Tensor top_p_filter(const at::Tensor& logits, double p);
+
+/// Sets logits where `allowed` is false to -inf. logits [..., V], allowed bool broadcastable.
+at::Tensor mask_to_members(const at::Tensor& logits, const at::Tensor& allowed);
+
+/// One token per row: multinomial over softmax(logits) drawn from `gen`, or the argmax.
+/// logits: [N, V] -> [N] int64. Throws if a row has no finite logit.
+at::Tensor sample(const at::Tensor& logits, at::Generator& gen, bool argmax = false);
+
+/// temperature -> top-k -> top-p per `config`. [N, V] -> [N, V]
+at::Tensor filter_logits(const at::Tensor& logits, const SamplingConfig& config);
+
+/// filter_logits then sample (or argmax) per `config`. [N, V] -> [N] int64
+at::Tensor sample_tokens(const at::Tensor& logits, const SamplingConfig& config,
+                         at::Generator& gen);
+
+}  // namespace ctfgen::sampling

@@ -1,0 +1,155 @@
+// src/nn: RMSNorm, SwiGLU width, 2D RoPE layout, attention vs an explicit loop, static KV cache.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "core/rng.h"
+#include "nn/layers.h"
+#include "nn/rope.h"
+#include "test_util.h"
+
+namespace ctfgen::test {
+using namespace ctfgen::nn;
+
+TEST(NnSwiglu, HiddenWidthMatchesLlamaGen) {
+  EXPECT_EQ(swiglu_hidden_dim(768, 256), 2048);
+  EXPECT_EQ(swiglu_hidden_dim(1024, 256), 2816);
+  EXPECT_EQ(swiglu_hidden_dim(1280, 256), 3584);
+  EXPECT_EQ(swiglu_hidden_dim(1536, 256), 4096);
+  EXPECT_EQ(swiglu_hidden_dim(3200, 256), 8704);
+  EXPECT_EQ(swiglu_hidden_dim(32, 16), 96);                // int(256/3) = 85 -> 96
+  EXPECT_EQ(swiglu_hidden_dim(768, 256, 1.5), 3072);       // int(1.5 * 2048)
+}
+
+TEST(NnRmsNorm, NormalisesInFp32AndScales) {
+  torch::manual_seed(0);
+  RMSNorm norm(8, 1e-5);
+  {
+    torch::NoGradGuard g;
+    norm->weight.copy_(torch::arange(1, 9, torch::kFloat32));
+  }
+  auto x = torch::randn({3, 8});
+  auto expect = x / torch::sqrt((x * x).mean(-1, true) + 1e-5) * torch::arange(1, 9, torch::kFloat32);
+  EXPECT_TRUE(all_close(norm(x), expect, 1e-5, 1e-6));
+  // bf16 input: normalised in fp32, cast back to bf16, then times the weight.
+  auto xb = x.to(torch::kBFloat16);
+  auto out = norm->forward(xb);
+  EXPECT_EQ(out.scalar_type(), torch::kFloat32);  // bf16 * fp32 weight promotes, as in PyTorch
+  auto xf = xb.to(torch::kFloat32);
+  auto ref = (xf * torch::rsqrt((xf * xf).mean(-1, true) + 1e-5)).to(torch::kBFloat16).to(torch::kFloat32) *
+             torch::arange(1, 9, torch::kFloat32);
+  EXPECT_TRUE(all_close(out, ref, 0, 0));
+}
+
+TEST(NnRope, TableLayoutClassRowZeroThenRowColumnHalves) {
+  const int64_t grid = 4, hd = 16;
+  auto t = rope_table_2d(grid, hd, 10000.0, 1);
+  ASSERT_EQ(t.sizes(), (std::vector<int64_t>{1 + grid * grid, hd / 2, 2}));
+  EXPECT_EQ(t[0].abs().max().item<float>(), 0.0f);  // class row: cos = sin = 0
+  const int64_t quarter = hd / 4, half = hd / 2;
+  for (int64_t r = 0; r < grid; ++r)
+    for (int64_t c = 0; c < grid; ++c)
+      for (int64_t j = 0; j < half; ++j) {
+        const int64_t k = j % quarter;
+        const double theta = 1.0 / std::pow(10000.0, (2.0 * k) / half);
+        const double angle = (j < quarter ? r : c) * theta;
+        auto row = t[1 + r * grid + c][j];
+        EXPECT_NEAR(row[0].item<float>(), std::cos(angle), 1e-5) << r << "," << c << "," << j;
+        EXPECT_NEAR(row[1].item<float>(), std::sin(angle), 1e-5) << r << "," << c << "," << j;
+      }
+}
+
+TEST(NnRope, HeadDim100Has25Frequencies) {
+  auto t = rope_table_2d(2, 100, 10000.0, 1);
+  EXPECT_EQ(t.size(1), 50);
+  // Cell (1, 0): first 25 pairs rotate by theta_k, last 25 by 0.
+  auto cell = t[1 + 2];
+  EXPECT_NEAR(cell[24][1].item<float>(), std::sin(1.0 / std::pow(10000.0, 48.0 / 50)), 1e-6);
+  EXPECT_NEAR(cell[25][0].item<float>(), 1.0, 1e-7);
+  EXPECT_THROW(rope_table_2d(2, 6), Error);
+}
+
+TEST(NnRope, ApplyRotatesInterleavedPairs) {
+  torch::manual_seed(1);
+  auto table = rope_table_2d(2, 8);  // 5 rows
+  auto x = torch::randn({2, 5, 3, 8});
+  auto y = apply_rope(x, table);
+  for (int64_t s = 0; s < 5; ++s)
+    for (int64_t j = 0; j < 4; ++j) {
+      const float c = table[s][j][0].item<float>(), sn = table[s][j][1].item<float>();
+      auto a = x.select(1, s).select(-1, 2 * j), b = x.select(1, s).select(-1, 2 * j + 1);
+      EXPECT_TRUE(all_close(y.select(1, s).select(-1, 2 * j), a * c - b * sn, 1e-5, 1e-6));
+      EXPECT_TRUE(all_close(y.select(1, s).select(-1, 2 * j + 1), b * c + a * sn, 1e-5, 1e-6));
+    }
+  EXPECT_EQ(y.select(1, 0).abs().max().item<float>(), 0.0f);  // class position zeroed
+}
+
+TEST(NnAttention, MatchesExplicitLoopCausalAndBidirectional) {
+  torch::manual_seed(2);
+  const int64_t B = 2, S = 5, D = 16, H = 2, hd = 8;
+  Attention attn(D, H, 0.0);
+  attn->eval();
+  auto x = torch::randn({B, S, D});
+  auto rope = rope_table_2d(2, hd).narrow(0, 0, S);
+  // Reference: project by hand, loop attention, project out.
+  auto qkv = torch::matmul(x, attn->wqkv->weight.t()).split(D, -1);
+  auto q = apply_rope(qkv[0].view({B, S, H, hd}), rope).transpose(1, 2);
+  auto k = apply_rope(qkv[1].view({B, S, H, hd}), rope).transpose(1, 2);
+  auto v = qkv[2].view({B, S, H, hd}).transpose(1, 2);
+  for (bool causal : {true, false}) {
+    auto mask = causal ? causal_mask(S) : at::Tensor();
+    auto ref = attention_reference(q, k, v, mask).transpose(1, 2).reshape({B, S, D});
+    ref = torch::matmul(ref, attn->wo->weight.t());
+    EXPECT_TRUE(all_close(attn->forward(x, rope, mask), ref, 1e-4, 1e-6)) << causal;
+  }
+  // The loop reference itself: causal position 0 sees only key 0 -> output = v0.
+  auto out0 = attention_reference(q, k, v, causal_mask(S)).select(2, 0);
+  EXPECT_TRUE(all_close(out0, v.select(2, 0), 1e-6, 1e-7));
+}
+
+TEST(NnKvCache, RoundsToMultipleOf8AndCachedEqualsFull) {
+  auto cache = KVCache::allocate(1, 3, 2, 257, 8, torch::kFloat32);
+  EXPECT_EQ(cache.max_seq, 264);
+  EXPECT_EQ(KVCache::allocate(1, 1, 1, 577, 4, torch::kFloat32).max_seq, 584);
+  EXPECT_EQ(cache.layers[0].k.sizes(), (std::vector<int64_t>{3, 2, 264, 8}));
+
+  torch::manual_seed(3);
+  const int64_t B = 2, S = 6, D = 16;
+  Attention attn(D, 2, 0.0);
+  attn->eval();
+  torch::NoGradGuard g;
+  auto x = torch::randn({B, S, D});
+  auto rope = rope_table_2d(3, 8);  // 10 rows
+  auto full = attn->forward(x, rope.narrow(0, 0, S), causal_mask(S));
+  auto kv = KVCache::allocate(1, B + 1, 2, S, 8, torch::kFloat32);
+  const void* kptr = kv.layers[0].k.data_ptr();
+  // Prefill two positions at once, then one at a time.
+  auto y01 = attn->forward_cached(x.narrow(1, 0, 2), rope.narrow(0, 0, 2), kv.layers[0], 0);
+  EXPECT_TRUE(all_close(y01, full.narrow(1, 0, 2), 1e-5, 1e-6));
+  for (int64_t p = 2; p < S; ++p) {
+    auto y = attn->forward_cached(x.narrow(1, p, 1), rope.narrow(0, p, 1), kv.layers[0], p);
+    EXPECT_TRUE(all_close(y, full.narrow(1, p, 1), 1e-5, 1e-6)) << p;
+  }
+  EXPECT_EQ(kv.layers[0].k.data_ptr(), kptr);  // written in place
+  EXPECT_THROW(attn->forward_cached(x.narrow(1, 0, 1), rope.narrow(0, 0, 1), kv.layers[0], 8),
+               Error);
+}
+
+TEST(NnLabelEmbedder, DropsLabelsToNullOnlyInTraining) {
+  LabelEmbedder emb(10, 4, 0.5);
+  seed_global(7);
+  auto labels = torch::zeros({400}, torch::kLong);
+  emb->eval();
+  auto e_eval = emb(labels);
+  EXPECT_TRUE(all_close(e_eval.select(1, 0), emb->embedding_table->weight[0].expand({400, 4}), 0, 0));
+  emb->train();
+  auto e = emb(labels).select(1, 0);
+  auto is_null = (e - emb->embedding_table->weight[10]).abs().sum(-1).eq(0);
+  const double frac = is_null.to(torch::kDouble).mean().item<double>();
+  EXPECT_GT(frac, 0.4);
+  EXPECT_LT(frac, 0.6);
+  EXPECT_THROW(emb(torch::full({1}, 11, torch::kLong)), Error);
+}
+
+}  // namespace ctfgen::test
