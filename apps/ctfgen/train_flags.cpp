@@ -1,0 +1,28 @@
+#include "train_flags.h"
+
+namespace ctfgen::cli {
+
+void add_training_flags(CLI::App& app, train::OptimConfig& o, train::TrainerConfig& t) {
+  app.add_option("--steps", t.steps, "Total optimisation steps")->check(CLI::Range(int64_t{1}, int64_t{1} << 40))->capture_default_str();
+  app.add_option("--lr", o.lr, "Peak learning rate")->check(CLI::Range(1e-9, 10.0))->capture_default_str();
+  app.add_option("--optimizer", o.name, "adamw (decoupled weight decay) or adam (none)")
+      ->check(CLI::IsMember({"adamw", "adam"}))->capture_default_str();
+  app.add_option("--beta1", o.beta1, "Adam beta1")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+  app.add_option("--beta2", o.beta2, "Adam beta2")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+  app.add_option("--weight-decay", o.weight_decay, "AdamW weight decay on matrices and embeddings")
+      ->check(CLI::Range(0.0, 0.999))->capture_default_str();
+  app.add_option("--grad-clip", o.grad_clip, "Max global gradient norm (0 = off)")->check(CLI::Range(0.0, 1e6))->capture_default_str();
+  app.add_option("--warmup", o.warmup_steps, "Linear warm-up steps")->check(CLI::Range(int64_t{0}, int64_t{1} << 40))->capture_default_str();
+  app.add_option("--schedule", o.schedule, "Learning-rate schedule after warm-up")
+      ->check(CLI::IsMember({"constant", "cosine"}))->capture_default_str();
+  app.add_option("--min-lr-ratio", o.min_lr_ratio, "Cosine floor as a fraction of --lr")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  app.add_option("--checkpoint-every", t.checkpoint_every, "Steps between periodic checkpoints (0 = end only)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))->capture_default_str();
+  app.add_option("--log-every", t.log_every, "Steps between lines in <out>/log.jsonl")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))->capture_default_str();
+  app.add_option("--max-nonfinite", t.max_nonfinite_in_a_row,
+                 "Stop after this many non-finite losses or gradients in a row")->check(CLI::Range(1, 1000000))->capture_default_str();
+  app.add_option("--seed", t.seed, "Seed of every random choice (init, data order, dropout)")->capture_default_str();
+}
+
+}  // namespace ctfgen::cli

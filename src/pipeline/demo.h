@@ -1,0 +1,32 @@
+// The main job (`ctfgen demo`): Fashion-MNIST -> VQ tokenizer -> token files -> k-means coarse
+// labels -> CTF stage 1 + stage 2 and the LlamaGen baseline -> a sample grid per class for both.
+// Every stage writes into the work directory and is reused (or resumed) by a later run.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace ctfgen::pipeline {
+
+struct DemoConfig {
+  std::string preset = "quick";   // "quick" (about 15 minutes on 2 cores) or "full"
+  std::string work_dir = "runs/demo";
+  std::string dataset = "fashion-mnist";
+  std::string dataset_path;       // "" = the dataset's default location
+  int64_t vq_steps = 0;           // 0 = the preset's value (likewise below)
+  int64_t ar_steps = 0;           // stage 1 and baseline
+  int64_t aux_steps = 0;
+  int64_t clusters = 0;           // K
+  std::string gpt_preset;         // models::preset_names()
+  bool baseline = true;           // also train and sample the LlamaGen baseline
+  int64_t samples_per_class = 8;
+  uint64_t seed = 0;
+
+  /// Fills zero/empty fields from the preset; throws UsageError for an unknown preset.
+  DemoConfig resolved() const;
+  nlohmann::json to_json() const;
+};
+
+/// Runs (or resumes) every stage and returns a summary: paths, metrics, timings.
+nlohmann::json run_demo(const DemoConfig& config);
+
+}  // namespace ctfgen::pipeline

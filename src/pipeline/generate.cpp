@@ -1,0 +1,167 @@
+#include "pipeline/generate.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "io/checkpoint.h"
+#include "io/tensor_hash.h"
+#include "sampling/ar_sampler.h"
+#include "sampling/fine_sampler.h"
+
+namespace ctfgen::pipeline {
+namespace {
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void check_hash(const io::Component& c, const std::string& tok_hash) {
+  std::string h = c.meta.value("tokenizer_hash", std::string());
+  CTFGEN_CHECK(h.empty() || h == tok_hash, c.path, ": was trained on tokens of another tokenizer (",
+               h.substr(0, 12), "... vs ", tok_hash.substr(0, 12), "...)");
+}
+
+}  // namespace
+
+int64_t Generator::num_classes() const { return gpt->config().num_classes; }
+
+Generator load_generator(const GeneratorFiles& files) {
+  Generator g;
+  CTFGEN_CHECK_USAGE(!files.tokenizer.empty(), "a tokenizer file is required (--tokenizer)");
+  CTFGEN_CHECK_USAGE(!files.model.empty(), "a stage-1 or baseline model file is required (--model)");
+  g.vq = vq::load_vq(files.tokenizer);
+  g.tokenizer_hash = vq::vq_tokenizer_hash(g.vq);
+  g.files["tokenizer"] = {{"path", files.tokenizer}, {"sha256", fs::sha256_file(files.tokenizer)}};
+
+  auto gc = io::load_component(files.model, "gpt");
+  check_hash(gc, g.tokenizer_hash);
+  g.gpt = models::GPT(models::GPTConfig::from_json(gc.config));
+  io::load_module_strict(*g.gpt, gc.file);
+  g.gpt->eval();
+  g.files["model"] = {{"path", files.model}, {"sha256", fs::sha256_file(files.model)}};
+  const int64_t V = g.vq->config.codebook_size;
+  const int64_t T = g.gpt->config().block_size;
+  int64_t grid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(T))));
+  g.grid_h = g.grid_w = grid;
+
+  std::string stage = gc.meta.value("stage", std::string("baseline"));
+  if (files.aux.empty()) {
+    CTFGEN_CHECK_USAGE(files.clusters.empty(), "--clusters is only used with --aux (CTF mode)");
+    CTFGEN_CHECK(stage != "coarse", files.model,
+                 ": is a CTF stage-1 (coarse) model; pass its --aux model and --clusters file");
+    CTFGEN_CHECK(g.gpt->config().vocab_size == V, files.model, ": vocabulary ",
+                 g.gpt->config().vocab_size, " does not match the tokenizer's codebook size ", V);
+    g.mode = "baseline";
+    return g;
+  }
+  CTFGEN_CHECK_USAGE(!files.clusters.empty(), "CTF mode (--aux) also needs --clusters");
+  CTFGEN_CHECK(stage == "coarse", files.model, ": is a '", stage,
+               "' model, but CTF mode needs a stage-1 (coarse) model");
+  g.mode = "ctf";
+  g.clusters = cluster::CoarseMap::load(files.clusters);
+  g.clusters->check_tokenizer(g.tokenizer_hash, files.clusters);
+  g.files["clusters"] = {{"path", files.clusters}, {"sha256", fs::sha256_file(files.clusters)}};
+  const int64_t K = g.clusters->num_clusters();
+  CTFGEN_CHECK(g.gpt->config().vocab_size == K, files.model, ": vocabulary ",
+               g.gpt->config().vocab_size, " does not match the ", K, " clusters of ", files.clusters);
+  auto ac = io::load_component(files.aux, "aux");
+  check_hash(ac, g.tokenizer_hash);
+  std::string ch = io::hash_tensors({{"coarse_of", g.clusters->coarse_of()}});
+  std::string aux_ch = ac.meta.value("clusters_hash", std::string());
+  std::string gpt_ch = gc.meta.value("clusters_hash", std::string());
+  CTFGEN_CHECK(aux_ch.empty() || aux_ch == ch, files.aux, ": was trained with another cluster file than ",
+               files.clusters);
+  CTFGEN_CHECK(gpt_ch.empty() || gpt_ch == ch, files.model,
+               ": was trained with another cluster file than ", files.clusters);
+  g.aux = models::Aux(models::AuxConfig::from_json(ac.config));
+  io::load_module_strict(*g.aux, ac.file);
+  g.aux->eval();
+  const auto& acfg = g.aux->config();
+  CTFGEN_CHECK(acfg.coarse_vocab == K && acfg.fine_vocab == V && acfg.block_size == T, files.aux,
+               ": expects K=", acfg.coarse_vocab, ", V=", acfg.fine_vocab, ", T=", acfg.block_size,
+               " but the files give K=", K, ", V=", V, ", T=", T);
+  g.files["aux"] = {{"path", files.aux}, {"sha256", fs::sha256_file(files.aux)}};
+  g.member_mask = g.clusters->member_mask();
+  return g;
+}
+
+nlohmann::json GenerateConfig::to_json() const {
+  return {{"stage1", stage1.to_json()},
+          {"stage2", stage2.to_json()},
+          {"restrict_to_cluster", restrict_to_cluster},
+          {"batch_size", batch_size},
+          {"coarse_preview", coarse_preview}};
+}
+
+void GenerateConfig::validate() const {
+  stage1.validate();
+  stage2.validate();
+  CTFGEN_CHECK_USAGE(batch_size >= 1 && batch_size <= 4096, "batch size must be in [1, 4096], got ",
+                     batch_size);
+}
+
+at::Tensor decode_tokens(Generator& g, const at::Tensor& codes) {
+  return vq::decode_from_indices(g.vq, codes).clamp(-1.0, 1.0);
+}
+
+GenerateResult generate(Generator& g, const at::Tensor& labels, const GenerateConfig& config,
+                        at::Generator& rng, bool show_progress) {
+  config.validate();
+  CTFGEN_CHECK_SHAPE(labels, {-1}, "generate: labels");
+  const int64_t N = labels.size(0);
+  CTFGEN_CHECK_USAGE(N >= 1, "generate: need at least one label");
+  auto lab = labels.to(torch::kLong);
+  CTFGEN_CHECK_USAGE(lab.min().item<int64_t>() >= 0 && lab.max().item<int64_t>() < g.num_classes(),
+                     "class labels must be in [0, ", g.num_classes(), "), got ",
+                     lab.min().item<int64_t>(), "..", lab.max().item<int64_t>());
+  const int64_t T = g.gpt->config().block_size;
+  GenerateResult r;
+  std::vector<at::Tensor> stage1_out, fine_out;
+  std::unique_ptr<Progress> progress;
+  if (show_progress) progress = std::make_unique<Progress>("sample " + g.mode, N * T, "tok");
+  for (int64_t start = 0; start < N; start += config.batch_size) {
+    int64_t end = std::min(N, start + config.batch_size);
+    auto y = lab.slice(0, start, end);
+    auto t0 = std::chrono::steady_clock::now();
+    int64_t last = 0;
+    auto cb = [&](int64_t done, int64_t) {
+      if (progress) progress->advance((done - last) * (end - start));
+      last = done;
+    };
+    auto s1 = sampling::sample_ar(g.gpt, y, config.stage1, rng, cb);
+    r.seconds_stage1 += since(t0);
+    stage1_out.push_back(s1);
+    if (g.mode == "ctf") {
+      t0 = std::chrono::steady_clock::now();
+      fine_out.push_back(sampling::sample_fine(g.aux, s1, y, config.stage2, rng,
+                                               config.restrict_to_cluster ? &g.member_mask : nullptr));
+      r.seconds_stage2 += since(t0);
+    } else {
+      fine_out.push_back(s1);
+    }
+  }
+  if (progress) progress->finish();
+  auto shape = std::vector<int64_t>{N, g.grid_h, g.grid_w};
+  r.fine = torch::cat(fine_out).view(shape);
+  if (g.mode == "ctf") r.coarse = torch::cat(stage1_out).view(shape);
+  auto t0 = std::chrono::steady_clock::now();
+  r.images = decode_tokens(g, r.fine);
+  r.seconds_decode = since(t0);
+  if (config.coarse_preview && g.mode == "ctf") {
+    // The coarse map rendered through the (re-normalised) cluster centroids.
+    torch::NoGradGuard no_grad;
+    auto cent = torch::nn::functional::normalize(
+        g.clusters->centroids().to(torch::kFloat),
+        torch::nn::functional::NormalizeFuncOptions().dim(1).eps(1e-12));
+    auto z = cent.index_select(0, r.coarse.flatten()).view({N, g.grid_h, g.grid_w, -1});
+    r.preview = g.vq->decode(z.permute({0, 3, 1, 2}).contiguous()).clamp(-1.0, 1.0);
+  }
+  return r;
+}
+
+}  // namespace ctfgen::pipeline
