@@ -258,7 +258,9 @@ TEST(ClusterCoarseMap, EveryCodeHasExactlyOneCanonicalLabel) {
   for (int64_t c = 0; c < 10; ++c) {
     for (int64_t i = off[c].item<int64_t>(); i < off[c + 1].item<int64_t>(); ++i)
       EXPECT_EQ(coarse[mem[i]].item<int64_t>(), c);
-    if (c > 0) EXPECT_LT(mem[off[c - 1]].item<int64_t>(), mem[off[c]].item<int64_t>());
+    if (c > 0) {
+      EXPECT_LT(mem[off[c - 1]].item<int64_t>(), mem[off[c]].item<int64_t>());
+    }
   }
   EXPECT_EQ(coarse[0].item<int64_t>(), 0);  // canonical: code 0 is in cluster 0
   auto mask = m.member_mask();
@@ -403,8 +405,9 @@ TEST(ClusterCodebook, LoadsNormalisedCodebookAndTokenizerHash) {
     EXPECT_EQ(out.map.num_clusters(), 8) << method;
     EXPECT_EQ(out.map.method(), method);
     EXPECT_EQ(out.map.tokenizer_hash(), cb.tokenizer_hash);
-    if (std::string(method) == "balanced")
+    if (std::string(method) == "balanced") {
       EXPECT_EQ(out.map.size_histogram(), (std::map<int64_t, int64_t>{{12, 8}}));
+    }
   }
   // random uses exactly the k-means sizes for the same k and seed.
   ClusterConfig km;
