@@ -64,7 +64,11 @@ Bytes make_zip(const std::vector<std::pair<std::string, Bytes>>& entries) {
 
 // Emits pickle opcodes (protocol 2, as torch.save writes them).
 struct Pickle {
-  Bytes b{0x80, 2};
+  Bytes b;
+  Pickle() {
+    b.push_back(0x80);
+    b.push_back(2);
+  }
   Pickle& op(uint8_t o) {
     b.push_back(o);
     return *this;
@@ -355,23 +359,28 @@ TEST(TorchImportPickle, Protocol4FramingAndShortOpcodes) {
 
 // ---- detection on in-memory state dicts ----
 
-io::NamedTensors tiny_gpt(int64_t D = 128, int64_t L = 2, int64_t V = 64, int64_t classes = 10) {
+// zero_stride: expanded views of one element, so full-size shapes cost no memory.
+io::NamedTensors tiny_gpt(int64_t D = 128, int64_t L = 2, int64_t V = 64, int64_t classes = 10,
+                          bool zero_stride = false) {
   const int64_t H = ((2 * 4 * D / 3) + 255) / 256 * 256;
   io::NamedTensors t;
-  t.emplace_back("cls_embedding.embedding_table.weight", torch::zeros({classes + 1, D}));
-  t.emplace_back("tok_embeddings.weight", torch::zeros({V, D}));
+  auto zeros = [zero_stride](std::vector<int64_t> shape) {
+    return zero_stride ? torch::zeros({1}).expand(shape) : torch::zeros(shape);
+  };
+  t.emplace_back("cls_embedding.embedding_table.weight", zeros({classes + 1, D}));
+  t.emplace_back("tok_embeddings.weight", zeros({V, D}));
   for (int64_t i = 0; i < L; ++i) {
     auto p = "layers." + std::to_string(i) + ".";
-    t.emplace_back(p + "attention.wqkv.weight", torch::zeros({3 * D, D}));
-    t.emplace_back(p + "attention.wo.weight", torch::zeros({D, D}));
-    t.emplace_back(p + "feed_forward.w1.weight", torch::zeros({H, D}));
-    t.emplace_back(p + "feed_forward.w3.weight", torch::zeros({H, D}));
-    t.emplace_back(p + "feed_forward.w2.weight", torch::zeros({D, H}));
-    t.emplace_back(p + "attention_norm.weight", torch::zeros({D}));
-    t.emplace_back(p + "ffn_norm.weight", torch::zeros({D}));
+    t.emplace_back(p + "attention.wqkv.weight", zeros({3 * D, D}));
+    t.emplace_back(p + "attention.wo.weight", zeros({D, D}));
+    t.emplace_back(p + "feed_forward.w1.weight", zeros({H, D}));
+    t.emplace_back(p + "feed_forward.w3.weight", zeros({H, D}));
+    t.emplace_back(p + "feed_forward.w2.weight", zeros({D, H}));
+    t.emplace_back(p + "attention_norm.weight", zeros({D}));
+    t.emplace_back(p + "ffn_norm.weight", zeros({D}));
   }
-  t.emplace_back("norm.weight", torch::zeros({D}));
-  t.emplace_back("output.weight", torch::zeros({V, D}));
+  t.emplace_back("norm.weight", zeros({D}));
+  t.emplace_back("output.weight", zeros({V, D}));
   return t;
 }
 
@@ -405,9 +414,7 @@ TEST(TorchImportDetect, GPTSizesVocabAndBlockSizeSources) {
 
 TEST(TorchImportDetect, GPTPresetsFromDimAndLayers) {
   // GPT-B's shapes without allocating 111M floats: zero-stride expanded tensors.
-  io::NamedTensors t;
-  for (auto& [n, v] : tiny_gpt(768, 12, 16384, 1000))
-    t.emplace_back(n, torch::zeros({1}).expand(v.sizes()));
+  auto t = tiny_gpt(768, 12, 16384, 1000, /*zero_stride=*/true);
   auto d = io::detect_llamagen(t, "c2i_B_256.pt");
   EXPECT_EQ(d.preset, "GPT-B");
   EXPECT_EQ(d.config["n_head"], 12);
