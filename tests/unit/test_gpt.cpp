@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/error.h"
 #include "core/rng.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
@@ -90,7 +91,7 @@ TEST(GptConfig, FormulaEqualsModuleCountForSmallConfigs) {
 }
 
 // GPT-B built for real (443 MB fp32): names, order and shapes must equal LlamaGen's state dict.
-TEST(GptModel, GptBStateDictMatchesLlamaGenKeysInOrder) {
+TEST(GptModel, GptBStateDictMatchesLlamaGenKeysInOrderSlow) {
   std::ifstream f(source_dir() + "/tests/data/llamagen_gpt_b_keys.tsv");
   ASSERT_TRUE(f.good());
   std::vector<std::pair<std::string, std::string>> ref;
@@ -231,12 +232,12 @@ TEST(GptModel, SaveLoadRoundTripThroughComponentFile) {
   EXPECT_EQ(c2.to_json(), c.to_json());
   io::load_module_strict(*b, comp.file);
   for (const auto& p : a->named_parameters())
-    EXPECT_TRUE(all_close(b->named_parameters()[p.key()], p.value(), 0, 0)) << p.key();
+    EXPECT_TRUE(b->named_parameters()[p.key()].equal(p.value())) << p.key();
 }
 
 // PyTorch oracle: an independent Python implementation of the architecture description
 // (tests/python/gpt_oracle.py) computes logits for weights exported from C++.
-TEST(GptModel, MatchesPythonOracle) {
+TEST(GptModel, MatchesPythonOracleSlow) {
   if (!have_python_torch()) GTEST_SKIP() << "/usr/bin/python3 with torch not available";
   auto c = tiny_config();
   c.block_size = 9;  // 3 x 3 grid

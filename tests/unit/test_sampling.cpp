@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/error.h"
 #include "core/rng.h"
 #include "models/aux_model.h"
 #include "models/gpt.h"
