@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "io/checkpoint.h"
+#include "io/torch_import.h"
 #include "io/tensor_hash.h"
 
 namespace ctfgen::cluster {
@@ -53,7 +54,7 @@ void ClusterConfig::validate() const {
 }
 
 Codebook load_codebook(const std::string& vq_path) {
-  auto comp = io::load_component(vq_path, "vq");
+  auto comp = io::load_component_or_torch(vq_path, "vq");
   const at::Tensor& w = comp.file.get(kCodebookTensor);
   CTFGEN_CHECK(w.dim() == 2 && w.size(0) >= 1 && w.size(1) >= 1, vq_path, ": '", kCodebookTensor,
                "' has shape ", w.sizes(), ", expected [V, D]");

@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "io/checkpoint.h"
+#include "io/torch_import.h"
 #include "io/tensor_hash.h"
 #include "sampling/ar_sampler.h"
 #include "sampling/fine_sampler.h"
@@ -38,7 +39,7 @@ Generator load_generator(const GeneratorFiles& files) {
   g.tokenizer_hash = vq::vq_tokenizer_hash(g.vq);
   g.files["tokenizer"] = {{"path", files.tokenizer}, {"sha256", fs::sha256_file(files.tokenizer)}};
 
-  auto gc = io::load_component(files.model, "gpt");
+  auto gc = io::load_component_or_torch(files.model, "gpt");
   check_hash(gc, g.tokenizer_hash);
   g.gpt = models::GPT(models::GPTConfig::from_json(gc.config));
   io::load_module_strict(*g.gpt, gc.file);

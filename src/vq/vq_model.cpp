@@ -5,6 +5,7 @@
 #include "core/rng.h"
 #include "core/shape.h"
 #include "io/checkpoint.h"
+#include "io/torch_import.h"
 #include "io/tensor_hash.h"
 
 namespace ctfgen::vq {
@@ -93,7 +94,7 @@ void save_vq(const std::string& path, VQModel& model, nlohmann::json meta) {
 }
 
 VQModel load_vq(const std::string& path) {
-  auto c = io::load_component(path, "vq");
+  auto c = io::load_component_or_torch(path, "vq");
   VQConfig config;
   try {
     config = VQConfig::from_json(c.config);
