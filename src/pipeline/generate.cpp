@@ -8,6 +8,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "core/shape.h"
 #include "io/checkpoint.h"
 #include "io/torch_import.h"
 #include "io/tensor_hash.h"

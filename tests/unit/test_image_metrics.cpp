@@ -58,8 +58,9 @@ TEST(ImageMetrics, SsimEqualsNaiveWindowLoop) {
     double total = 0;
     int count = 0;
     for (int64_t c = 0; c < 2; ++c) {
-      auto pa = A[n][c].accessor<double, 2>();
-      auto pb = B[n][c].accessor<double, 2>();
+      auto ta = A[n][c].contiguous(), tb = B[n][c].contiguous();
+      auto pa = ta.accessor<double, 2>();
+      auto pb = tb.accessor<double, 2>();
       for (int64_t y = 0; y + 11 <= 13; ++y)
         for (int64_t x = 0; x + 11 <= 12; ++x) {
           double mx = 0, my = 0, sxx = 0, syy = 0, sxy = 0;
