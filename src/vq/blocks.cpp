@@ -25,7 +25,7 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64
 
 void init_conv_default(torch::nn::Module& module, at::Generator& gen) {
   torch::NoGradGuard no_grad;
-  for (auto& child : module.modules(/*include_self=*/true)) {
+  for (auto& child : module.modules(/*include_self=*/false)) {
     if (auto* c = child->as<torch::nn::Conv2dImpl>()) {
       const double fan_in = static_cast<double>(c->weight.numel() / c->weight.size(0));
       const double bound = 1.0 / std::sqrt(fan_in);

@@ -29,6 +29,9 @@ VQModelImpl::VQModelImpl(const VQConfig& cfg, uint64_t seed) : config(cfg) {
 
 VQEncodeOutput VQModelImpl::encode(const at::Tensor& x) {
   CTFGEN_CHECK_SHAPE(x, {-1, config.in_channels, -1, -1}, "VQ encode input");
+  const int64_t f = config.downsample_factor();
+  CTFGEN_CHECK_USAGE(x.size(2) % f == 0 && x.size(3) % f == 0, "VQ encode: image size ", x.size(2),
+                     "x", x.size(3), " is not a multiple of the tokenizer's down-sampling factor ", f);
   auto q = quantize(quant_conv(encoder(x)));
   VQEncodeOutput out;
   out.z_q = q.z_q;
