@@ -84,6 +84,14 @@ TEST(ConfigValidation, DatasetConfigFromJsonErrors) {
   EXPECT_NE(msg.find("'image_size' has the wrong type"), std::string::npos) << msg;
   msg = usage_error_of([] { data::DatasetConfig::from_json({{"skip_bad", 1}}); });
   EXPECT_NE(msg.find("'skip_bad'"), std::string::npos) << msg;
+  // Integer fields refuse fractions, out-of-range values and negative values for unsigned fields
+  // (nlohmann would truncate, hit undefined behaviour or wrap).
+  for (const auto& [j, field] : std::vector<std::pair<nlohmann::json, std::string>>{
+           {{{"limit", 2.5}}, "limit"}, {{{"image_size", 1e300}}, "image_size"},
+           {{{"split_seed", -1}}, "split_seed"}}) {
+    msg = usage_error_of([&] { data::DatasetConfig::from_json(j); });
+    EXPECT_NE(msg.find("'" + field + "' must be an integer"), std::string::npos) << msg;
+  }
   msg = usage_error_of([] { data::DatasetConfig::from_json("fashion-mnist"); });
   EXPECT_NE(msg.find("expected a JSON object"), std::string::npos) << msg;
 }
