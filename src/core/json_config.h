@@ -5,7 +5,9 @@
 // rejects unknown keys and wrong types with an error that names the field.
 #pragma once
 #include <nlohmann/json.hpp>
+#include <limits>
 #include <set>
+#include <type_traits>
 #include <string>
 
 #include "core/error.h"
@@ -22,6 +24,7 @@ class JsonFields {
     seen_.insert(key);
     auto it = j_.find(key);
     if (it == j_.end()) return;
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) check_integer<T>(key, *it);
     try {
       out = it->template get<T>();
     } catch (const nlohmann::json::exception& e) {
@@ -36,6 +39,20 @@ class JsonFields {
   }
 
  private:
+  // Integral fields need an integer JSON value inside T's range: nlohmann would otherwise convert
+  // 2.5 or 1e300 (undefined behaviour) or wrap -1 into an unsigned field.
+  template <typename T>
+  void check_integer(const char* key, const nlohmann::json& v) const {
+    bool ok = false;
+    if (v.is_number_unsigned())
+      ok = v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+    else if (v.is_number_integer())
+      ok = std::is_signed_v<T> && v.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+           v.get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max());
+    CTFGEN_CHECK_USAGE(ok || !v.is_number(), what_, ": field '", key, "' must be an integer in [",
+                       +std::numeric_limits<T>::min(), ", ", +std::numeric_limits<T>::max(), "], got ", v.dump());
+  }
+
   const nlohmann::json& j_;
   std::string what_;
   std::set<std::string> seen_;

@@ -170,6 +170,10 @@ SafetensorsFile parse_safetensors(const uint8_t* data, size_t size, const std::s
   const uint8_t* base = data + 8 + n;
   for (const auto& e : entries) {
     auto t = torch::empty(e.shape, torch::TensorOptions().dtype(e.dtype->type));
+    if (e.dtype->type == at::kBool)  // any byte but 0/1 in a bool tensor is undefined behaviour
+      for (uint64_t i = e.begin; i < e.end; ++i)
+        CTFGEN_CHECK(base[i] <= 1, source, ": tensor '", e.name, "': BOOL data holds the byte ", int{base[i]},
+                     " at element ", i - e.begin);
     if (e.end > e.begin) std::memcpy(t.data_ptr(), base + e.begin, e.end - e.begin);
     out.tensors.emplace_back(e.name, t);
   }

@@ -1,0 +1,132 @@
+// Config structs: JSON round trips, unknown fields and wrong types, validate() messages that name
+// the field and the value.
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "core/error.h"
+#include "core/json_config.h"
+#include "data/dataset.h"
+
+namespace ctfgen::test {
+namespace {
+
+template <typename F>
+std::string usage_error_of(F&& f) {
+  try {
+    f();
+  } catch (const UsageError& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("WRONG EXCEPTION TYPE: ") + e.what();
+  }
+  return "<no error>";
+}
+
+}  // namespace
+
+TEST(ConfigValidation, JsonFieldsRejectsUnknownFieldsAndWrongTypes) {
+  nlohmann::json j = {{"a", 3}, {"b", "x"}};
+  int a = 0;
+  std::string b;
+  JsonFields ok(j, "thing");
+  ok.get("a", a);
+  ok.get("b", b);
+  EXPECT_NO_THROW(ok.finish());
+  EXPECT_EQ(a, 3);
+  EXPECT_EQ(b, "x");
+
+  JsonFields unknown(j, "thing");
+  unknown.get("a", a);
+  auto msg = usage_error_of([&] { unknown.finish(); });
+  EXPECT_NE(msg.find("unknown field 'b'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("thing"), std::string::npos) << msg;
+
+  JsonFields wrong(j, "thing");
+  msg = usage_error_of([&] { wrong.get("b", a); });
+  EXPECT_NE(msg.find("field 'b' has the wrong type"), std::string::npos) << msg;
+
+  msg = usage_error_of([&] { JsonFields not_object(nlohmann::json::array(), "thing"); });
+  EXPECT_NE(msg.find("expected a JSON object"), std::string::npos) << msg;
+
+  int kept = 42;  // absent keys keep the default
+  JsonFields absent(nlohmann::json::object(), "thing");
+  absent.get("missing", kept);
+  EXPECT_EQ(kept, 42);
+}
+
+TEST(ConfigValidation, DatasetConfigJsonRoundTrip) {
+  data::DatasetConfig c;
+  c.name = "imagefolder";
+  c.path = "/some/where";
+  c.split = "test";
+  c.image_size = 64;
+  c.skip_bad = true;
+  c.limit = 17;
+  c.test_fraction = 0.25;
+  c.split_seed = 9;
+  auto back = data::DatasetConfig::from_json(c.to_json());
+  EXPECT_EQ(back.to_json(), c.to_json());
+  EXPECT_EQ(back.limit, 17);
+  EXPECT_EQ(back.split_seed, 9u);
+  // Absent fields keep their defaults.
+  auto d = data::DatasetConfig::from_json({{"name", "emoji"}});
+  EXPECT_EQ(d.split, "train");
+  EXPECT_EQ(d.image_size, 0);
+  EXPECT_NO_THROW(d.validate());
+  EXPECT_NO_THROW(data::DatasetConfig().validate());
+}
+
+TEST(ConfigValidation, DatasetConfigFromJsonErrors) {
+  auto msg = usage_error_of([] { data::DatasetConfig::from_json({{"nmae", "emoji"}}); });
+  EXPECT_NE(msg.find("unknown field 'nmae'"), std::string::npos) << msg;
+  msg = usage_error_of([] { data::DatasetConfig::from_json({{"image_size", "big"}}); });
+  EXPECT_NE(msg.find("'image_size' has the wrong type"), std::string::npos) << msg;
+  msg = usage_error_of([] { data::DatasetConfig::from_json({{"skip_bad", 1}}); });
+  EXPECT_NE(msg.find("'skip_bad'"), std::string::npos) << msg;
+  // Integer fields refuse fractions, out-of-range values and negative values for unsigned fields
+  // (nlohmann would truncate, hit undefined behaviour or wrap).
+  for (const auto& [j, field] : std::vector<std::pair<nlohmann::json, std::string>>{
+           {{{"limit", 2.5}}, "limit"}, {{{"image_size", 1e300}}, "image_size"},
+           {{{"split_seed", -1}}, "split_seed"}}) {
+    msg = usage_error_of([&] { data::DatasetConfig::from_json(j); });
+    EXPECT_NE(msg.find("'" + field + "' must be an integer"), std::string::npos) << msg;
+  }
+  msg = usage_error_of([] { data::DatasetConfig::from_json("fashion-mnist"); });
+  EXPECT_NE(msg.find("expected a JSON object"), std::string::npos) << msg;
+}
+
+TEST(ConfigValidation, DatasetConfigValidateNamesFieldAndValue) {
+  struct Bad {
+    std::function<void(data::DatasetConfig&)> set;
+    std::vector<std::string> want;
+  };
+  const std::vector<Bad> bad = {
+      {[](auto& c) { c.name = "mnist"; }, {"dataset.name", "mnist"}},
+      {[](auto& c) { c.split = "val"; }, {"dataset.split", "val"}},
+      {[](auto& c) { c.image_size = -3; }, {"dataset.image_size", "-3"}},
+      {[](auto& c) { c.image_size = 100000; }, {"dataset.image_size", "100000"}},
+      {[](auto& c) { c.image_size = 16; }, {"dataset.image_size", "16", "28"}},
+      {[](auto& c) { c.limit = -1; }, {"dataset.limit", "-1"}},
+      {[](auto& c) { c.test_fraction = 1.0; }, {"dataset.test_fraction", "1"}},
+      {[](auto& c) { c.test_fraction = -0.5; }, {"dataset.test_fraction", "-0.5"}},
+      {[](auto& c) { c.name = "imagefolder"; }, {"dataset.path", "imagefolder"}},
+  };
+  for (const auto& b : bad) {
+    data::DatasetConfig c;
+    b.set(c);
+    auto msg = usage_error_of([&] { c.validate(); });
+    for (const auto& w : b.want) EXPECT_NE(msg.find(w), std::string::npos) << "want '" << w << "' in: " << msg;
+  }
+  data::DatasetConfig ok;
+  ok.name = "imagefolder";
+  ok.path = "x";
+  ok.image_size = 16;  // any size is fine for ImageFolder
+  EXPECT_NO_THROW(ok.validate());
+  // load_dataset validates before touching the disk.
+  data::DatasetConfig c;
+  c.split = "validation";
+  EXPECT_THROW(data::load_dataset(c), UsageError);
+}
+
+}  // namespace ctfgen::test
