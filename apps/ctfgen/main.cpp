@@ -62,6 +62,9 @@ int main(int argc, char** argv) {
   } catch (const UsageError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;
+  } catch (const Interrupted& e) {
+    std::fprintf(stderr, "interrupted: %s\n", e.what());
+    return 130;
   } catch (const c10::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what_without_backtrace());
     return 1;

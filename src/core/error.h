@@ -1,5 +1,5 @@
 // Errors thrown by the library. main() catches them once and maps them to exit codes:
-// UsageError -> 2 (bad flags or values a user typed), everything else -> 1.
+// UsageError -> 2 (bad flags or values a user typed), Interrupted -> 130, everything else -> 1.
 #pragma once
 #include <sstream>
 #include <stdexcept>
@@ -17,6 +17,12 @@ class Error : public std::runtime_error {
 class UsageError : public Error {
  public:
   explicit UsageError(const std::string& what) : Error(what) {}
+};
+
+/// Work stopped by SIGINT/SIGTERM after saving its state; main() exits with code 130.
+class Interrupted : public Error {
+ public:
+  explicit Interrupted(const std::string& what) : Error(what) {}
 };
 
 namespace detail {

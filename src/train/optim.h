@@ -40,7 +40,8 @@ class AdamW {
   /// Global gradient L2 norm (before clipping); non-finite if any gradient is.
   double grad_norm() const;
   /// Clips to config.grad_clip (if > 0) and applies one update at learning rate `lr`.
-  void step(double lr);
+  /// `grad_norm` may pass a norm already computed for this step (< 0: compute it).
+  void step(double lr, double grad_norm = -1.0);
   /// State tensors named prefix + "<param>.exp_avg" / ".exp_avg_sq", plus prefix + "step".
   io::NamedTensors state(const std::string& prefix) const;
   /// Restores state written by state(); throws naming any missing or mis-shaped tensor.

@@ -1,0 +1,216 @@
+#include "train/trainer.h"
+
+#include <signal.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <csignal>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/json_config.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "io/checkpoint.h"
+
+namespace ctfgen::train {
+namespace {
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+}  // namespace
+
+bool stop_requested() { return g_stop != 0; }
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+nlohmann::json TrainerConfig::to_json() const {
+  return {{"steps", steps},
+          {"checkpoint_every", checkpoint_every},
+          {"log_every", log_every},
+          {"max_nonfinite_in_a_row", max_nonfinite_in_a_row},
+          {"seed", seed}};
+}
+
+TrainerConfig TrainerConfig::from_json(const nlohmann::json& j) {
+  TrainerConfig c;
+  JsonFields f(j, "trainer config");
+  f.get("steps", c.steps);
+  f.get("checkpoint_every", c.checkpoint_every);
+  f.get("log_every", c.log_every);
+  f.get("max_nonfinite_in_a_row", c.max_nonfinite_in_a_row);
+  f.get("seed", c.seed);
+  f.finish();
+  c.validate();
+  return c;
+}
+
+void TrainerConfig::validate() const {
+  CTFGEN_CHECK_USAGE(steps >= 1, "trainer: steps must be >= 1, got ", steps);
+  CTFGEN_CHECK_USAGE(checkpoint_every >= 0, "trainer: checkpoint_every must be >= 0, got ",
+                     checkpoint_every);
+  CTFGEN_CHECK_USAGE(log_every >= 1, "trainer: log_every must be >= 1, got ", log_every);
+  CTFGEN_CHECK_USAGE(max_nonfinite_in_a_row >= 1,
+                     "trainer: max_nonfinite_in_a_row must be >= 1, got ", max_nonfinite_in_a_row);
+}
+
+at::Tensor DataCursor::next_batch(int64_t batch, int64_t n) {
+  CTFGEN_CHECK(batch >= 1 && batch <= n, "data: batch size ", batch,
+               " must be between 1 and the dataset size ", n);
+  if (position_ + batch > n) {  // drop the incomplete tail; next epoch
+    ++epoch_;
+    position_ = 0;
+    cached_n_ = -1;
+  }
+  if (cached_n_ != n || !perm_.defined()) {
+    perm_ = epoch_permutation(n, seed_, epoch_);
+    cached_n_ = n;
+  }
+  auto idx = perm_.slice(0, position_, position_ + batch);
+  position_ += batch;
+  return idx;
+}
+
+Trainer::Trainer(TrainerConfig config, std::string run_dir, std::string kind,
+                 nlohmann::json model_config)
+    : config_(std::move(config)), run_dir_(std::move(run_dir)), kind_(std::move(kind)),
+      model_config_(std::move(model_config)), gen_(make_generator(config_.seed)) {
+  config_.validate();
+  fs::ensure_dir(run_dir_);
+  seed_global(config_.seed);
+  cursor_.set(config_.seed, 0, 0);
+  install_stop_handlers();
+}
+
+void Trainer::add_module(const std::string& name, torch::nn::Module& module) {
+  modules_.emplace_back(name, &module);
+}
+
+void Trainer::add_optimizer(const std::string& name, AdamW& opt) {
+  optimizers_.emplace_back(name, &opt);
+}
+
+bool Trainer::done() const { return stopped_ || step_ >= config_.steps; }
+
+bool Trainer::resume_if_present() {
+  std::string path = checkpoint_path();
+  if (!fs::exists(path)) return false;
+  auto c = io::load_component(path, "train-" + kind_);
+  CTFGEN_CHECK(c.config.contains("model") && c.config["model"] == model_config_, path,
+               ": the checkpoint was made with a different model configuration; use a new run "
+               "directory or the same settings (checkpoint: ",
+               c.config.value("model", nlohmann::json()).dump(), ")");
+  for (auto& [name, m] : modules_) io::load_module_strict(*m, c.file, name + ".");
+  for (auto& [name, o] : optimizers_) o->load_state(c.file, name + ".");
+  RngState rs{c.file.get("rng.generator"), c.file.get("rng.global")};
+  restore_rng(gen_, rs);
+  step_ = c.meta.at("step").get<int64_t>();
+  cursor_.set(config_.seed, c.meta.at("epoch").get<int64_t>(), c.meta.at("position").get<int64_t>());
+  nonfinite_total_ = c.meta.value("nonfinite_total", int64_t{0});
+  if (c.meta.contains("extra")) extra_ = c.meta["extra"];
+  // Drop log lines from steps after the checkpoint: they will be redone.
+  std::string log_path = run_dir_ + "/log.jsonl";
+  if (fs::exists(log_path)) {
+    std::ifstream in(log_path);
+    std::string line, kept;
+    while (std::getline(in, line)) {
+      try {
+        if (nlohmann::json::parse(line).value("step", int64_t{0}) <= step_) kept += line + "\n";
+      } catch (const std::exception&) {
+        break;  // a torn last line from a crash
+      }
+    }
+    fs::atomic_write_text(log_path, kept);
+  }
+  log::info("resumed ", path, " at step ", step_, " (epoch ", cursor_.epoch(), ")");
+  return true;
+}
+
+void Trainer::save_checkpoint() {
+  io::NamedTensors tensors;
+  for (auto& [name, m] : modules_) {
+    auto t = io::module_tensors(*m, name + ".");
+    tensors.insert(tensors.end(), t.begin(), t.end());
+  }
+  for (auto& [name, o] : optimizers_) {
+    auto t = o->state(name + ".");
+    tensors.insert(tensors.end(), t.begin(), t.end());
+  }
+  auto rs = capture_rng(gen_);
+  tensors.emplace_back("rng.generator", rs.generator);
+  tensors.emplace_back("rng.global", rs.global);
+  nlohmann::json config = {{"model", model_config_}, {"trainer", config_.to_json()}};
+  nlohmann::json meta = {{"step", step_},
+                         {"epoch", cursor_.epoch()},
+                         {"position", cursor_.position()},
+                         {"nonfinite_total", nonfinite_total_},
+                         {"extra", extra_}};
+  io::save_component(checkpoint_path(), "train-" + kind_, config, tensors, meta);
+  log::debug("checkpoint written: ", checkpoint_path(), " (step ", step_, ")");
+}
+
+double Trainer::current_lr(const AdamW& opt) const {
+  return lr_at(opt.config(), step_, config_.steps);
+}
+
+bool Trainer::step_optimizer(AdamW& opt, double loss_value) {
+  double norm = opt.grad_norm();
+  if (!std::isfinite(loss_value) || !std::isfinite(norm)) {
+    ++nonfinite_run_;
+    ++nonfinite_total_;
+    opt.zero_grad();
+    log::warn("step ", step_, ": non-finite ", std::isfinite(loss_value) ? "gradient" : "loss",
+              " (loss ", loss_value, ", grad norm ", norm, "); update skipped (", nonfinite_run_,
+              " in a row)");
+    CTFGEN_CHECK(nonfinite_run_ < config_.max_nonfinite_in_a_row, "training stopped at step ",
+                 step_, ": ", nonfinite_run_,
+                 " non-finite losses or gradients in a row; the last good checkpoint is ",
+                 fs::exists(checkpoint_path()) ? checkpoint_path() : std::string("(none yet)"),
+                 "; hint: lower the learning rate");
+    return false;
+  }
+  nonfinite_run_ = 0;
+  opt.step(current_lr(opt), norm);
+  return true;
+}
+
+void Trainer::end_step(const std::map<std::string, double>& scalars) {
+  ++step_;
+  if (!progress_)
+    progress_ = std::make_unique<Progress>("train " + kind_, config_.steps, "step");
+  std::ostringstream status;
+  for (const auto& [k, v] : scalars) status << k << " " << v << " ";
+  progress_->advance(1, status.str());
+  if (step_ % config_.log_every == 0 || step_ == config_.steps) {
+    nlohmann::json line = {{"step", step_}};
+    for (const auto& [k, v] : scalars) line[k] = v;
+    std::ofstream out(run_dir_ + "/log.jsonl", std::ios::app);
+    out << line.dump() << "\n";
+  }
+  bool periodic = config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0;
+  if (stop_requested()) {
+    save_checkpoint();
+    stopped_ = true;
+    log::warn("stop requested: checkpoint written at step ", step_, " to ", checkpoint_path());
+  } else if (periodic && step_ < config_.steps) {
+    save_checkpoint();
+  }
+}
+
+void Trainer::finish() {
+  if (progress_) progress_->finish();
+  if (stopped_)
+    throw Interrupted(str_cat("training stopped at step ", step_, "; rerun the same command to resume from ",
+                              checkpoint_path()));
+  save_checkpoint();
+  if (nonfinite_total_ > 0) log::warn(nonfinite_total_, " steps were skipped for non-finite values");
+}
+
+}  // namespace ctfgen::train
