@@ -8,6 +8,7 @@
 #include "core/json_config.h"
 #include "core/log.h"
 #include "core/shape.h"
+#include "data/dataset.h"
 #include "io/checkpoint.h"
 #include "io/tensor_hash.h"
 
@@ -198,7 +199,11 @@ ClassifierTrainResult train_classifier(Classifier& model, const at::Tensor& trai
                  "train_classifier: labels must lie in [0, ", mc.num_classes, ")");
 
   const auto t0 = std::chrono::steady_clock::now();
-  nlohmann::json model_json = {{"classifier", mc.to_json()}, {"train", config.to_json()}};
+  // What must agree for a resume (steps may grow; logging/checkpoint cadence may change).
+  nlohmann::json model_json = {{"classifier", mc.to_json()},
+                               {"batch", config.batch},
+                               {"hflip", config.hflip},
+                               {"optim", config.optim.to_json()}};
   train::Trainer trainer(config.trainer, run_dir, "classifier", model_json);
   std::vector<std::pair<std::string, at::Tensor>> params;
   for (auto& p : model->named_parameters(true)) params.emplace_back(p.key(), p.value());
@@ -215,10 +220,7 @@ ClassifierTrainResult train_classifier(Classifier& model, const at::Tensor& trai
     auto idx = trainer.cursor().next_batch(std::min(config.batch, n), n);
     auto x = train_x.index_select(0, idx).to(torch::kFloat);
     auto y = labels.index_select(0, idx);
-    if (config.hflip) {
-      auto flip = torch::rand({x.size(0)}, trainer.generator(), torch::kFloat) < 0.5;
-      x = torch::where(flip.view({-1, 1, 1, 1}), x.flip({3}), x);
-    }
+    if (config.hflip) x = data::random_hflip(x, trainer.generator());
     opt.zero_grad();
     auto logits = model->forward(x);
     auto loss = torch::nn::functional::cross_entropy(logits, y);
