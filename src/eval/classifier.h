@@ -27,7 +27,7 @@ struct ClassifierConfig {
   int64_t in_channels = 1;   // image channels C (1 or 3)
   int64_t image_size = 28;   // H = W the classifier is trained on (inputs are resized to it)
   int64_t num_classes = 10;  // output classes
-  int64_t width = 32;        // channels of the first stage; features have 4 * width dimensions
+  int64_t width = 16;        // channels of the first stage; features have 4 * width dimensions
 
   int64_t num_stages() const { return image_size > 32 ? 4 : 3; }
   int64_t feature_dim() const { return 4 * width; }

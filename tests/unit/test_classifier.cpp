@@ -156,3 +156,17 @@ TEST(Evaluate, FacadeOnClassifierFeatures) {
 }
 
 }  // namespace ctfgen::test
+
+namespace ctfgen::test {
+
+TEST(TrainClassifierCli, RangeChecksAreUsageErrors) {
+  auto r = run_cli({"train-classifier", "--steps", "0", "--out", "x.safetensors"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--steps"), std::string::npos) << r.err;
+  r = run_cli({"train-classifier", "--steps", "5"});  // --out is required
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  r = run_cli({"train-classifier", "--dataset", "no-such-set", "--out", "x.safetensors"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+}
+
+}  // namespace ctfgen::test
