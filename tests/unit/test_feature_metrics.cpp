@@ -22,6 +22,13 @@ at::Tensor randn(std::vector<int64_t> shape, uint64_t seed) {
   return torch::randn(shape, g, torch::kDouble);
 }
 
+bool have_scipy() {
+  static int ok = -1;
+  if (ok < 0)
+    ok = run_shell("/usr/bin/python3 -c 'import numpy, scipy.linalg'").exit_code == 0 ? 1 : 0;
+  return ok == 1;
+}
+
 // Runs tests/python/fid_reference.py on (a, b); returns the printed FID.
 double scipy_fid(const at::Tensor& a, const at::Tensor& b, double offset = 0.0) {
   TempDir d;
@@ -96,7 +103,7 @@ TEST(Fid, TraceSqrtProductOfPsdPairMatchesEigenvalues) {
 }
 
 TEST(Fid, MatchesScipySqrtm) {
-  if (!have_python_torch()) GTEST_SKIP() << "/usr/bin/python3 with numpy/scipy not available";
+  if (!have_scipy()) GTEST_SKIP() << "/usr/bin/python3 with numpy/scipy not available";
   auto a = randn({200, 12}, 9);
   auto mix = randn({12, 12}, 10) * 0.3 + torch::eye(12, torch::kDouble);
   auto b = randn({150, 12}, 11).matmul(mix) + 0.5;
@@ -114,7 +121,7 @@ TEST(Fid, SingularCovarianceUsesDiagonalOffset) {
   const double ours = eval::fid_from_features(a, b);
   EXPECT_TRUE(std::isfinite(ours));
   EXPECT_GT(ours, 0.0);
-  if (!have_python_torch()) GTEST_SKIP() << "/usr/bin/python3 with numpy/scipy not available";
+  if (!have_scipy()) GTEST_SKIP() << "/usr/bin/python3 with numpy/scipy not available";
   const double ref = scipy_fid(a, b, eval::kFidSingularOffset);
   EXPECT_NEAR(ours, ref, 1e-4 * ref) << "ours " << ours << " scipy " << ref;
 }
