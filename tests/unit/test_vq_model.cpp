@@ -217,7 +217,7 @@ TEST(VQModel, DecodeIndicesEqualsDecodeOfQuantized) {
   EXPECT_TRUE(torch::equal(batched, e.indices));
   EXPECT_TRUE(all_close(vq::decode_from_indices(model, batched, 2), b, 1e-5, 1e-6));
   EXPECT_THROW(model->decode_indices(torch::full({1, 4, 4}, 16, torch::kLong)), Error);
-  EXPECT_THROW(model->encode(torch::zeros({1, 3, 6, 8})), UsageError);
+  EXPECT_THROW(model->encode(torch::zeros({1, 3, 7, 8})), UsageError);  // 7 is not a multiple of 2
 }
 
 TEST(VQModel, SaveLoadRoundTripGivesIdenticalOutputs) {
