@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Reference forward passes of LlamaGen's VQ decoder and c2i GPT, written from the architecture
-description in /work/shared/reference/llamagen.md (sections 1.3-1.5 and 2.3-2.6), in float64,
+description in ../shared/reference/llamagen.md (sections 1.3-1.5 and 2.3-2.6), in float64,
 straight from a checkpoint's state dict. It is the oracle for ctfgen's imported models.
 
   llamagen_reference.py vq-decode CKPT --grid G --batch B --out OUT.f32
