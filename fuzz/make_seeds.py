@@ -79,7 +79,24 @@ def main():
     put("config", "full", json.dumps({"name": "imagefolder", "path": "/x", "split": "test", "image_size": 64,
                                       "skip_bad": True, "limit": 10, "test_fraction": 0.2,
                                       "split_seed": 3}).encode())
+    torch_seeds()
     put("config", "bad", json.dumps({"name": "emoji", "limit": -1, "image_size": 1.5}).encode())
+
+
+def torch_seeds():
+    """fuzz_torch_import: first byte 0 = a .pt archive follows, 1 = a bare pickle follows."""
+    import pickle
+    import torch
+    sd = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "h": torch.ones(2, dtype=torch.float16),
+          "b": torch.ones(3, dtype=torch.bfloat16), "i": torch.tensor([1, 2], dtype=torch.int64)}
+    sd["view"] = sd["w"].t()  # a non-contiguous view sharing storage with "w"
+    for name, obj in [("state_dict", sd), ("nested", {"model": {"x": torch.zeros(1, 2)}, "steps": 5})]:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        put("torch_import", "pt_" + name, b"\x00" + buf.getvalue())
+    for proto in (2, 4):
+        put("torch_import", "pkl_p%d" % proto,
+            b"\x01" + pickle.dumps({"a": [1, 2.5, "s", None, True], "b": (b"x", {3: 4})}, protocol=proto))
 
 
 if __name__ == "__main__":

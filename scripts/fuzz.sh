@@ -4,7 +4,7 @@
 #
 # Usage: scripts/fuzz.sh <target|all> [seconds]     run (default 120 s per target)
 #        scripts/fuzz.sh build                       only build
-# Targets: safetensors npy idx image config
+# Targets: safetensors npy idx image config torch_import
 # Corpora: fuzz/corpus/<target>/ (committed). A run fuzzes a working copy under build-fuzz/ and then
 # merges the new interesting inputs back into fuzz/corpus/<target>/ with libFuzzer's -merge=1 (only
 # inputs that add coverage are kept). Crashes are written to build-fuzz/artifacts/<target>/.
@@ -12,9 +12,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${CTFGEN_FUZZ_BUILD:-$root/build-fuzz}
 CXX=${CXX:-clang++}
-all_targets=(safetensors npy idx image config)
+all_targets=(safetensors npy idx image config torch_import)
 lib_sources=(core/fs.cpp core/log.cpp core/shape.cpp io/safetensors.cpp io/npy.cpp io/idx.cpp
-             io/image_io.cpp data/dataset.cpp)
+             io/image_io.cpp data/dataset.cpp io/zip_reader.cpp io/pickle_reader.cpp
+             io/torch_import.cpp)
 flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize=vptr
        -fno-sanitize-recover=undefined -D_GLIBCXX_USE_CXX11_ABI=1 -DGLOG_CUSTOM_PREFIX_SUPPORT
        -I"$root/src" -isystem /usr/include/torch/csrc/api/include -isystem /usr/include/stb)

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/rng.h"
+#include "io/safetensors.h"
 
 namespace ctfgen::test {
 
@@ -102,6 +103,37 @@ at::Tensor patterned_tensor(at::ScalarType type, const std::vector<int64_t>& sha
 at::Tensor random_tokens(int64_t B, int64_t T, int64_t V, uint64_t seed) {
   auto gen = make_generator(seed);
   return torch::randint(V, {B, T}, gen, torch::kLong);
+}
+
+vq::VQConfig tiny_vq_config(int64_t codebook_size, int64_t in_channels) {
+  vq::VQConfig c;
+  c.codebook_size = codebook_size;
+  c.codebook_dim = 4;
+  c.in_channels = in_channels;
+  c.base_channels = 8;
+  c.encoder_ch_mult = c.decoder_ch_mult = {1, 2};
+  c.encoder_num_res_blocks = 1;
+  c.decoder_num_res_blocks = 1;
+  c.z_channels = 8;
+  c.norm_groups = 4;
+  c.image_size = 8;
+  return c;
+}
+
+at::Tensor gpt_oracle_logits(std::vector<std::pair<std::string, at::Tensor>> tensors,
+                             const at::Tensor& tokens, const at::Tensor& labels,
+                             const std::string& config_json) {
+  TempDir dir;
+  tensors.emplace_back("input.tokens", tokens);
+  tensors.emplace_back("input.labels", labels);
+  io::save_safetensors(dir.file("in.safetensors"), tensors, {{"config", config_json}});
+  auto r = run_shell("/usr/bin/python3 " + source_dir() + "/tests/python/gpt_oracle.py " +
+                     dir.file("in.safetensors") + " " + dir.file("out.safetensors"));
+  if (r.exit_code != 0) {
+    ADD_FAILURE() << "gpt_oracle.py failed: " << r.out << r.err;
+    return {};
+  }
+  return io::load_safetensors(dir.file("out.safetensors")).get("logits");
 }
 
 }  // namespace ctfgen::test

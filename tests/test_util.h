@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "vq/vq_config.h"
 
 namespace ctfgen::test {
 
@@ -64,6 +65,17 @@ std::string error_of(F&& f) {
   }
   return "<no error>";
 }
+
+/// Logits of tests/python/gpt_oracle.py (float64 PyTorch) for a GPT or aux model's tensors and
+/// config JSON on tokens [B, T] and labels [B]. Fails the test (ADD_FAILURE) and returns an
+/// undefined tensor if the script fails.
+at::Tensor gpt_oracle_logits(std::vector<std::pair<std::string, at::Tensor>> tensors,
+                             const at::Tensor& tokens, const at::Tensor& labels,
+                             const std::string& config_json);
+
+/// A tiny VQ config for tests: 8x8 images, 2x down-sampling (4x4 tokens), 4-dim codes, one
+/// ResnetBlock per level, 8 base channels.
+vq::VQConfig tiny_vq_config(int64_t codebook_size, int64_t in_channels);
 
 /// Uniform random token ids [B, T] in [0, V) from a generator seeded with `seed`.
 at::Tensor random_tokens(int64_t B, int64_t T, int64_t V, uint64_t seed);

@@ -28,6 +28,9 @@ ctfgen::cli::Action setup_info(CLI::App& app) {
     std::printf("devices           %s\n", devs.c_str());
     std::printf("threads           %d (of %d available CPUs)\n", j["threads"].get<int>(),
                 j["available_cpus"].get<int>());
+    std::printf("allocator         %s\n", j["allocator_tuned"].get<bool>()
+                                              ? "glibc, tuned (mmap threshold 32 MiB, trim 1 GiB)"
+                                              : "glibc defaults (MALLOC_* or CTFGEN_KEEP_MALLOC set)");
     const auto& b = j["blas"];
     std::printf("BLAS              %s (%s)\n", b["name"].get<std::string>().c_str(),
                 b["library"].get<std::string>().c_str());

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "cluster/clustering.h"
@@ -89,6 +90,10 @@ ctfgen::cli::Action setup(CLI::App& app) {
       auto map = cluster::CoarseMap::load(path);
       map.check_tokenizer(hash, path);
       test.add_variant(path, map);
+      if (o->config.random_control)
+        test.add_variant("random(" + std::filesystem::path(path).filename().string() + ")",
+                         cluster::random_control(map, model->normalized_codebook().detach(),
+                                                 o->config.seed));
     }
     for (int64_t s = 0; s < ds.size(); s += o->batch)
       test.add_batch(ds.images.slice(0, s, std::min(ds.size(), s + o->batch)));

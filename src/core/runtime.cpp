@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <malloc.h>
 #include <sched.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
@@ -69,8 +70,23 @@ std::string best_openblas_coretype() {
   return "";
 }
 
+bool tune_allocator() {
+  static const bool tuned = [] {
+    for (const char* v : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
+                          "CTFGEN_KEEP_MALLOC"})
+      if (std::getenv(v)) return false;
+    // A fixed threshold (the largest glibc accepts) also switches off its dynamic adjustment.
+    bool ok = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
+    ok = mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1 && ok;
+    ok = mallopt(M_TOP_PAD, 64 << 20) == 1 && ok;
+    return ok;
+  }();
+  return tuned;
+}
+
 void prepare_process(int argc, char** argv) {
   (void)argc;
+  tune_allocator();
   if (std::getenv("CTFGEN_BLAS_PREPARED")) return;  // we are the re-executed child
   setenv("CTFGEN_BLAS_PREPARED", "1", 1);
   std::string lib = mapped_library("libblas");
@@ -149,6 +165,7 @@ nlohmann::json describe(bool with_gemm) {
   j["libtorch_version"] = TORCH_VERSION;
   j["threads"] = threads();
   j["available_cpus"] = available_cpus();
+  j["allocator_tuned"] = tune_allocator();
   nlohmann::json devices = nlohmann::json::array({"cpu"});
   bool cuda = torch::cuda::is_available();
   if (cuda)

@@ -13,6 +13,15 @@ namespace ctfgen::runtime {
 /// Returns normally when no re-exec is needed or possible.
 void prepare_process(int argc, char** argv);
 
+/// Keeps freed tensor memory in the process instead of handing it back to the kernel after
+/// every operator: glibc's mmap threshold fixed at its maximum (32 MiB), a 1 GiB trim threshold
+/// and a 64 MiB top pad. With glibc's defaults every large activation was a fresh mmap whose
+/// pages faulted in again on each batch (over 20 % of encode time; docs/performance.md).
+/// Called by prepare_process(); the test programs call it too. Does nothing when the user set
+/// MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_ or CTFGEN_KEEP_MALLOC.
+/// Returns whether the settings are in effect (idempotent).
+bool tune_allocator();
+
 /// The OpenBLAS core type that suits this CPU ("SKYLAKEX", "HASWELL") or "" if none is known.
 std::string best_openblas_coretype();
 

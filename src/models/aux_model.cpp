@@ -7,13 +7,6 @@
 #include "core/shape.h"
 
 namespace ctfgen::models {
-namespace {
-const AuxConfig& validated(const AuxConfig& c) {
-  c.validate();
-  return c;
-}
-}  // namespace
-
 AuxImpl::AuxImpl(const AuxConfig& config, uint64_t init_seed)
     : ClassTokenTransformer(validated(config), config.coarse_vocab, config.fine_vocab),
       config_(config) {

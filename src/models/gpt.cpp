@@ -7,13 +7,6 @@
 #include "core/shape.h"
 
 namespace ctfgen::models {
-namespace {
-const GPTConfig& validated(const GPTConfig& c) {
-  c.validate();
-  return c;
-}
-}  // namespace
-
 GPTImpl::GPTImpl(const GPTConfig& config, uint64_t init_seed)
     : ClassTokenTransformer(validated(config), config.vocab_size, config.vocab_size),
       config_(config) {

@@ -75,4 +75,11 @@ struct AuxConfig : TrunkConfig {
 /// "GPT-B", "GPT-L", "GPT-XL", "GPT-XXL", "GPT-3B", "tiny", "small", "base".
 std::vector<std::string> preset_names();
 
+/// Validates `c` and returns it, for constructor initialiser lists that build from a config.
+template <class Config>
+const Config& validated(const Config& c) {
+  c.validate();
+  return c;
+}
+
 }  // namespace ctfgen::models

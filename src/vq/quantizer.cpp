@@ -44,7 +44,22 @@ at::Tensor VectorQuantizerImpl::normalized_codebook() const {
 at::Tensor VectorQuantizerImpl::nearest_codes(const at::Tensor& z_flat) const {
   CTFGEN_CHECK_SHAPE(z_flat, {-1, config.codebook_dim}, "quantizer nearest_codes input");
   torch::NoGradGuard no_grad;
-  return torch::argmin(squared_distances(z_flat, normalized_codebook()), /*dim=*/1);
+  // argmin_j |z - e_j|^2 = argmin_j (|e_j|^2 - 2 z.e_j): |z|^2 is the same for every j. Rows go in
+  // chunks so that the [rows, V] score matrix stays cache-sized instead of one [N, V] allocation
+  // (at N = 12,544 tokens and V = 4,096 that was 205 MB per batch, mapped and unmapped each time).
+  const auto codebook = normalized_codebook();
+  const auto ee = codebook.pow(2).sum(1).unsqueeze(0);  // [1, V]
+  const auto et = codebook.t();
+  const int64_t N = z_flat.size(0), V = codebook.size(0);
+  const int64_t chunk = std::max<int64_t>(64, (int64_t{1} << 21) / std::max<int64_t>(V, 1));
+  if (N <= chunk) return torch::argmin(torch::addmm(ee, z_flat, et, 1.0, -2.0), /*dim=*/1);
+  auto out = torch::empty({N}, z_flat.options().dtype(torch::kLong));
+  for (int64_t s = 0; s < N; s += chunk) {
+    const int64_t e = std::min(N, s + chunk);
+    out.slice(0, s, e).copy_(
+        torch::argmin(torch::addmm(ee, z_flat.slice(0, s, e), et, 1.0, -2.0), /*dim=*/1));
+  }
+  return out;
 }
 
 at::Tensor VectorQuantizerImpl::lookup(const at::Tensor& indices) const {

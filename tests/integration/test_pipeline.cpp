@@ -38,21 +38,6 @@ void make_images(int64_t n, at::Tensor& x, at::Tensor& y, uint64_t seed) {
   x = (x + 0.1 * torch::randn(x.sizes(), gen)).clamp(-1, 1).repeat({1, 3, 1, 1});
 }
 
-vq::VQConfig tiny_vq() {
-  vq::VQConfig c;
-  c.codebook_size = 32;
-  c.codebook_dim = 4;
-  c.in_channels = 3;
-  c.base_channels = 8;
-  c.encoder_ch_mult = {1, 2};
-  c.decoder_ch_mult = {1, 2};
-  c.encoder_num_res_blocks = 1;
-  c.decoder_num_res_blocks = 1;
-  c.z_channels = 8;
-  c.norm_groups = 4;
-  c.image_size = 8;
-  return c;
-}
 
 }  // namespace
 
@@ -63,7 +48,7 @@ TEST(Pipeline, TinyEndToEndCtfAndBaseline) {
   make_images(32, xt, yt, 2);
 
   vq::VQTrainConfig vc;
-  vc.model = tiny_vq();
+  vc.model = tiny_vq_config(32, 3);
   vc.batch_size = 16;
   vc.optim.lr = 3e-3;
   vc.trainer.steps = 6;

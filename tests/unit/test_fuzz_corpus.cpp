@@ -13,7 +13,9 @@
 #include "io/idx.h"
 #include "io/image_io.h"
 #include "io/npy.h"
+#include "io/pickle_reader.h"
 #include "io/safetensors.h"
+#include "io/torch_import.h"
 #include "test_util.h"
 
 namespace ctfgen::test {
@@ -77,6 +79,21 @@ TEST(FuzzCorpus, Config) {
     auto j = nlohmann::json::parse(b.begin(), b.end(), nullptr, false);
     if (j.is_discarded()) throw Error("not JSON");
     data::DatasetConfig::from_json(j).validate();
+  });
+}
+
+TEST(FuzzCorpus, TorchImport) {
+  // The fuzzer's input layout: first byte even -> a .pt archive follows, odd -> a bare pickle.
+  replay("torch_import", [](const std::vector<uint8_t>& b) {
+    if (b.empty()) throw Error("empty input");
+    if (b[0] % 2 == 0) {
+      auto sd = io::read_torch_state_dict_from_memory(b.data() + 1, b.size() - 1, "corpus.pt");
+      for (const auto& [name, t] : sd.tensors)
+        EXPECT_TRUE(t.is_contiguous()) << name << " is not contiguous";
+    } else {
+      auto doc = io::pickle::parse(b.data() + 1, b.size() - 1, "corpus.pkl", io::pickle::Limits{});
+      (void)doc.describe(doc.root);
+    }
   });
 }
 

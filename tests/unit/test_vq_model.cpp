@@ -18,20 +18,7 @@
 namespace ctfgen::test {
 namespace {
 
-vq::VQConfig tiny_config() {
-  vq::VQConfig c;
-  c.codebook_size = 16;
-  c.codebook_dim = 4;
-  c.in_channels = 3;
-  c.base_channels = 8;
-  c.encoder_ch_mult = c.decoder_ch_mult = {1, 2};
-  c.encoder_num_res_blocks = 1;
-  c.decoder_num_res_blocks = 1;
-  c.z_channels = 8;
-  c.norm_groups = 4;
-  c.image_size = 8;
-  return c;
-}
+vq::VQConfig tiny_config() { return tiny_vq_config(16, 3); }
 
 // (name, shape string) in file order, from tests/data/llamagen_vq_keys.tsv.
 std::vector<std::pair<std::string, std::string>> reference_keys() {

@@ -18,20 +18,7 @@
 namespace ctfgen::test {
 namespace {
 
-vq::VQConfig tiny_train_config() {
-  vq::VQConfig c;
-  c.codebook_size = 32;
-  c.codebook_dim = 4;
-  c.in_channels = 1;
-  c.base_channels = 8;
-  c.encoder_ch_mult = c.decoder_ch_mult = {1, 2};
-  c.encoder_num_res_blocks = 1;
-  c.decoder_num_res_blocks = 1;
-  c.z_channels = 8;
-  c.norm_groups = 4;
-  c.image_size = 8;
-  return c;
-}
+vq::VQConfig tiny_train_config() { return tiny_vq_config(32, 1); }
 
 // Smooth synthetic 8x8 grey images: a bright square at a random position on a dark background.
 at::Tensor synthetic_images(int64_t n, uint64_t seed) {
