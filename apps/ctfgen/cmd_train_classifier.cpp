@@ -11,7 +11,7 @@
 #include "eval/classifier.h"
 #include "train_flags.h"
 
-namespace {
+namespace ctfgen::cmd_train_classifier {
 
 struct TrainClassifierOptions {
   ctfgen::data::DatasetConfig data;
@@ -31,6 +31,8 @@ ctfgen::cli::Action setup_train_classifier(CLI::App& app) {
   app.add_option("--dataset", o->data.name, "fashion-mnist | emoji | imagefolder")
       ->capture_default_str();
   app.add_option("--data-path", o->data.path, "Dataset location (default: the dataset's own)");
+  app.add_flag("--skip-bad", o->data.skip_bad,
+               "Skip unreadable or corrupt images (their count is reported) instead of failing");
   app.add_option("--image-size", o->data.image_size,
                  "Image size (0 = native; fashion-mnist pads to sizes > 28)")
       ->check(CLI::Range(0, 256))
@@ -125,4 +127,4 @@ CTFGEN_COMMAND("train-classifier",
                "Train the feature classifier used for FID/IS/precision/recall on a dataset",
                setup_train_classifier);
 
-}  // namespace
+}  // namespace ctfgen::cmd_train_classifier
