@@ -56,10 +56,14 @@ CliResult run_shell(const std::string& command) {
   return r;
 }
 
-CliResult run_cli(const std::vector<std::string>& args, const std::string& env) {
+std::string cli_command(const std::vector<std::string>& args, const std::string& env) {
   std::string cmd = env + (env.empty() ? "" : " ") + quote(CTFGEN_BINARY) + " --threads 1";
   for (const auto& a : args) cmd += " " + quote(a);
-  return run_shell(cmd);
+  return cmd;
+}
+
+CliResult run_cli(const std::vector<std::string>& args, const std::string& env) {
+  return run_shell(cli_command(args, env));
 }
 
 bool have_python_torch() {

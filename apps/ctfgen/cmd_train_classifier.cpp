@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "eval/classifier.h"
+#include "train_flags.h"
 
 namespace ctfgen::cmd_train_classifier {
 
@@ -45,7 +46,8 @@ ctfgen::cli::Action setup_train_classifier(CLI::App& app) {
   app.add_option("--steps", o->train.trainer.steps, "Optimisation steps")
       ->check(CLI::Range(int64_t{1}, int64_t{100000000}))
       ->capture_default_str();
-  app.add_option("--batch", o->train.batch, "Batch size")
+  app.add_option("--batch", o->train.batch,
+                 "Batch size per process (global batch: processes x this)")
       ->check(CLI::Range(int64_t{1}, int64_t{65536}))
       ->capture_default_str();
   app.add_option("--width", o->model.width, "Channels of the first stage (features: 4x width)")
@@ -72,6 +74,7 @@ ctfgen::cli::Action setup_train_classifier(CLI::App& app) {
   return [o] {
     using namespace ctfgen;
     o->train.validate();
+    auto dist = cli::start_distributed();
     auto train_cfg = o->data;
     train_cfg.split = "train";
     auto test_cfg = o->data;
@@ -95,7 +98,8 @@ ctfgen::cli::Action setup_train_classifier(CLI::App& app) {
     eval::Classifier model(mc);
     const std::string run_dir = o->run_dir.empty() ? o->out + ".run" : o->run_dir;
     auto r = eval::train_classifier(model, train.images, train.labels, test.images, test.labels,
-                                    o->train, run_dir);
+                                    o->train, run_dir, dist.get());
+    if (!dist->is_main()) return;  // rank 0 writes and reports
     nlohmann::json meta = {{"dataset", train.name},
                            {"dataset_config", train_cfg.to_json()},
                            {"class_names", train.class_names},

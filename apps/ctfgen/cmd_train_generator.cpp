@@ -1,5 +1,6 @@
 // `ctfgen train-ar` (CTF stage 1 with --clusters, plain LlamaGen baseline without) and
 // `ctfgen train-aux` (CTF stage 2): train on token directories written by `ctfgen encode`.
+// Data-parallel when launched as several processes (torchrun/Slurm variables, docs/distributed.md).
 #include <cstdio>
 
 #include "command.h"
@@ -16,6 +17,7 @@ using ctfgen::pipeline::GeneratorStage;
 struct Options {
   std::string tokens, val_tokens, clusters, out;
   int64_t dim = 0, layers = 0, heads = 0;
+  std::vector<std::string> overrides;  // FIELD=VALUE
   bool json = false;
   ctfgen::pipeline::GeneratorTrainConfig config;
 };
@@ -40,7 +42,11 @@ ctfgen::cli::Action setup(CLI::App& app, bool aux) {
   app.add_option("--dim", o->dim, "Override the preset's width (0 = keep)")->check(CLI::Range(int64_t{0}, int64_t{65536}));
   app.add_option("--layers", o->layers, "Override the preset's layer count (0 = keep)")->check(CLI::Range(int64_t{0}, int64_t{1024}));
   app.add_option("--heads", o->heads, "Override the preset's head count (0 = keep)")->check(CLI::Range(int64_t{0}, int64_t{1024}));
-  app.add_option("--batch", o->config.batch_size, "Sequences per step")->check(CLI::Range(int64_t{1}, int64_t{65536}))->capture_default_str();
+  app.add_option("--model-override", o->overrides,
+                 "Set a model config field, FIELD=VALUE with a JSON value (repeatable), e.g. "
+                 "resid_dropout_p=0");
+  app.add_option("--batch", o->config.batch_size,
+                 "Sequences per step and process (global batch: processes x this)")->check(CLI::Range(int64_t{1}, int64_t{65536}))->capture_default_str();
   app.add_option("--ema", o->config.ema_decay, "EMA decay of the sampling weights (0 = off)")->check(CLI::Range(0.0, 0.999999999))->capture_default_str();
   app.add_option("--val-batches", o->config.val_batches, "Validation batches per evaluation")->check(CLI::Range(int64_t{0}, int64_t{1} << 30))->capture_default_str();
   app.add_option("--val-every", o->config.val_every, "Steps between validation losses (0 = end only)")->check(CLI::Range(int64_t{0}, int64_t{1} << 40))->capture_default_str();
@@ -58,6 +64,15 @@ ctfgen::cli::Action setup(CLI::App& app, bool aux) {
     if (o->dim) c.model_overrides["dim"] = o->dim;
     if (o->layers) c.model_overrides["n_layer"] = o->layers;
     if (o->heads) c.model_overrides["n_head"] = o->heads;
+    for (const auto& kv : o->overrides) {
+      auto eq = kv.find('=');
+      CTFGEN_CHECK_USAGE(eq != std::string::npos && eq > 0,
+                         "--model-override: expected FIELD=VALUE, got '", kv, "'");
+      const std::string value = kv.substr(eq + 1);
+      auto parsed = nlohmann::json::parse(value, nullptr, false);
+      c.model_overrides[kv.substr(0, eq)] = parsed.is_discarded() ? nlohmann::json(value) : parsed;
+    }
+    auto dist = ctfgen::cli::start_distributed();
     auto train = ctfgen::data::load_token_dir(o->tokens);
     std::optional<ctfgen::data::TokenSet> val;
     if (!o->val_tokens.empty()) {
@@ -72,7 +87,8 @@ ctfgen::cli::Action setup(CLI::App& app, bool aux) {
     std::optional<ctfgen::cluster::CoarseMap> clusters;
     if (!o->clusters.empty()) clusters = ctfgen::cluster::CoarseMap::load(o->clusters);
     auto r = ctfgen::pipeline::train_generator(c, train, val ? &*val : nullptr,
-                                               clusters ? &*clusters : nullptr, o->out);
+                                               clusters ? &*clusters : nullptr, o->out, dist.get());
+    if (!dist->is_main()) return;  // rank 0 reports
     nlohmann::json j = {{"model", r.model_path},      {"stage", to_string(c.stage)},
                         {"steps", r.steps},           {"num_params", r.num_params},
                         {"final_loss", r.final_loss}, {"val_loss", r.val_loss},

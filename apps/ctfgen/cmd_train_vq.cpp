@@ -7,6 +7,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "data/dataset.h"
+#include "train_flags.h"
 #include "vq/vq_train.h"
 
 namespace ctfgen::cmd_train_vq {
@@ -122,6 +123,8 @@ ctfgen::cli::Action setup_train_vq(CLI::App& app) {
   app.add_flag("--json", o->json, "Print the result as JSON");
   return [o] {
     using namespace ctfgen;
+    cli::refuse_distributed("train-vq",
+                            "dead-code restarts and codebook-usage statistics are per process");
     vq::VQTrainConfig cfg;
     cfg.model = o->config_path.empty()
                     ? vq::VQConfig::preset(o->preset)

@@ -1,6 +1,28 @@
 #include "train_flags.h"
 
+#include <algorithm>
+
+#include "core/error.h"
+#include "core/log.h"
+
 namespace ctfgen::cli {
+
+std::shared_ptr<train::DistContext> start_distributed() {
+  auto config = train::dist_config_from_env();
+  if (config.rank != 0) {  // before joining, so that rank 0 alone reports the group
+    log::set_verbosity(std::min(log::verbosity(), 0));
+    log::set_prefix(str_cat("rank ", config.rank, ": "));
+  }
+  return std::make_shared<train::DistContext>(config);
+}
+
+void refuse_distributed(const std::string& command, const std::string& why) {
+  auto config = train::dist_config_from_env();
+  CTFGEN_CHECK_USAGE(config.world_size == 1, command,
+                     " does not support data-parallel training yet (", why,
+                     "); run it as one process (unset RANK/WORLD_SIZE and SLURM_NTASKS), got a "
+                     "world size of ", config.world_size);
+}
 
 void add_training_flags(CLI::App& app, train::OptimConfig& o, train::TrainerConfig& t) {
   app.add_option("--steps", t.steps, "Total optimisation steps")->check(CLI::Range(int64_t{1}, int64_t{1} << 40))->capture_default_str();

@@ -11,6 +11,8 @@ enum class Level { Warn = 0, Info = 1, Debug = 2 };
 
 void set_verbosity(int v);
 int verbosity();
+/// Text put before every message, e.g. "rank 1: " in data-parallel runs ("" = none).
+void set_prefix(const std::string& prefix);
 void write(Level level, const std::string& msg);
 
 template <typename... Args>

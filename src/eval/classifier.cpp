@@ -184,7 +184,7 @@ ClassifierTrainResult train_classifier(Classifier& model, const at::Tensor& trai
                                        const at::Tensor& train_y, const at::Tensor& test_x,
                                        const at::Tensor& test_y,
                                        const ClassifierTrainConfig& config,
-                                       const std::string& run_dir) {
+                                       const std::string& run_dir, train::DistContext* dist) {
   config.validate();
   const auto& mc = model->config;
   const int64_t n = train_x.size(0);
@@ -205,7 +205,7 @@ ClassifierTrainResult train_classifier(Classifier& model, const at::Tensor& trai
                                {"batch", config.batch},
                                {"hflip", config.hflip},
                                {"optim", config.optim.to_json()}};
-  train::Trainer trainer(config.trainer, run_dir, "classifier", model_json);
+  train::Trainer trainer(config.trainer, run_dir, "classifier", model_json, dist);
   std::vector<std::pair<std::string, at::Tensor>> params;
   for (auto& p : model->named_parameters(true)) params.emplace_back(p.key(), p.value());
   train::AdamW opt(params, config.optim);
@@ -217,23 +217,31 @@ ClassifierTrainResult train_classifier(Classifier& model, const at::Tensor& trai
   auto labels = train_y.to(torch::kLong);
   double window_loss = 0;
   int64_t window_n = 0;
+  const int64_t world = trainer.dist().world_size();
+  const int64_t batch = std::min(config.batch, n / world);  // per rank
+  CTFGEN_CHECK(batch >= 1, "train_classifier: ", n, " images cannot feed ", world, " processes");
   while (!trainer.done()) {
-    auto idx = trainer.cursor().next_batch(std::min(config.batch, n), n);
+    auto idx = trainer.next_batch(batch, n);
     auto x = train_x.index_select(0, idx).to(torch::kFloat);
     auto y = labels.index_select(0, idx);
-    if (config.hflip) x = data::random_hflip(x, trainer.generator());
+    if (config.hflip) {  // data::random_hflip's draws, made for the global batch then sharded
+      auto draw = torch::rand({world * batch}, trainer.generator(),
+                              torch::TensorOptions().dtype(torch::kFloat));
+      auto flip = trainer.shard(draw < 0.5);
+      x = torch::where(flip.view({-1, 1, 1, 1}), x.flip({3}), x);
+    }
     opt.zero_grad();
     auto logits = model->forward(x);
     auto loss = torch::nn::functional::cross_entropy(logits, y);
     loss.backward();
-    const double lv = loss.item<double>();
-    trainer.step_optimizer(opt, lv);
+    trainer.step_optimizer(opt, loss.item<double>());
+    const double acc = logits.argmax(1).eq(y).to(torch::kDouble).mean().item<double>();
+    const double lv =  // mean over the ranks
+        trainer.end_step({{"loss", loss.item<double>()}, {"batch_acc", acc}}).at("loss");
     if (std::isfinite(lv)) {
       window_loss += lv;
       ++window_n;
     }
-    const double acc = logits.argmax(1).eq(y).to(torch::kDouble).mean().item<double>();
-    trainer.end_step({{"loss", lv}, {"batch_acc", acc}});
     if (window_n >= 50) {
       result.train_loss = window_loss / static_cast<double>(window_n);
       window_loss = 0;

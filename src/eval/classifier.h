@@ -102,11 +102,14 @@ struct ClassifierTrainResult {
 
 /// Trains `model` with the shared Trainer (checkpoints and resume in run_dir) on
 /// train_x [N, C, S, S] in [-1, 1], train_y [N] int64 in [0, num_classes), then measures test
-/// accuracy on test_x/test_y. Leaves the model in eval mode.
+/// accuracy on test_x/test_y. Leaves the model in eval mode. `dist` (optional, not owned) makes
+/// this one rank of a data-parallel run with a global batch of world size x config.batch;
+/// BatchNorm normalises over each rank's slice and its running statistics follow rank 0's.
 ClassifierTrainResult train_classifier(Classifier& model, const at::Tensor& train_x,
                                        const at::Tensor& train_y, const at::Tensor& test_x,
                                        const at::Tensor& test_y,
                                        const ClassifierTrainConfig& config,
-                                       const std::string& run_dir);
+                                       const std::string& run_dir,
+                                       train::DistContext* dist = nullptr);
 
 }  // namespace ctfgen::eval

@@ -179,7 +179,7 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
                                      const data::TokenSet& train_set,
                                      const data::TokenSet* val_set,
                                      const cluster::CoarseMap* clusters,
-                                     const std::string& run_dir) {
+                                     const std::string& run_dir, train::DistContext* dist) {
   config.validate();
   const std::string tok_hash = train_set.meta.value("tokenizer_hash", std::string());
   if (config.stage != GeneratorStage::Baseline) {
@@ -229,7 +229,7 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
   nlohmann::json run_config = {{"stage", to_string(config.stage)}, {"model", model_config},
                                {"batch_size", config.batch_size}, {"optim", config.optim.to_json()},
                                {"ema_decay", config.ema_decay}, {"coarse_noise", config.coarse_noise}};
-  train::Trainer trainer(config.trainer, run_dir, kind, run_config);
+  train::Trainer trainer(config.trainer, run_dir, kind, run_config, dist);
   trainer.add_module("model", *net.module);
   if (ema) trainer.add_module("ema", *ema->module);
   trainer.add_optimizer("optim", opt);
@@ -239,7 +239,9 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
             T, " tokens per image, ", train.inputs.size(0), " sequences) in ", run_dir);
   net.module->train();
   const int64_t N = train.inputs.size(0);
-  const int64_t B = std::min(config.batch_size, N);
+  const int64_t world = trainer.dist().world_size();
+  const int64_t B = std::min(config.batch_size, N / world);  // per rank
+  CTFGEN_CHECK(B >= 1, "training tokens: ", N, " sequences cannot feed ", world, " processes");
   const int64_t K = clusters ? clusters->num_clusters() : 0;
   const auto amp = nn::parse_amp(config.amp);
   auto t0 = std::chrono::steady_clock::now();
@@ -248,11 +250,13 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
   int64_t window_n = 0;
   double last_val = -1;
   while (!trainer.done()) {
-    auto idx = trainer.cursor().next_batch(B, N);
+    auto idx = trainer.next_batch(B, N);
     auto inputs = train.inputs.index_select(0, idx);
     if (config.coarse_noise > 0) {
-      auto flip = torch::rand(inputs.sizes(), trainer.generator()) < config.coarse_noise;
-      auto noise = torch::randint(K, inputs.sizes(), trainer.generator(), torch::kLong);
+      // Drawn for the global batch, then sharded: the same noise as one process would draw.
+      const std::vector<int64_t> global_shape{world * B, inputs.size(1)};
+      auto flip = trainer.shard(torch::rand(global_shape, trainer.generator()) < config.coarse_noise);
+      auto noise = trainer.shard(torch::randint(K, global_shape, trainer.generator(), torch::kLong));
       inputs = torch::where(flip, noise, inputs);
     }
     at::Tensor loss;
@@ -275,7 +279,7 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
       last_val = validation_loss(ema ? *ema : net, *val, B, config.val_batches);
       scalars["val_loss"] = last_val;
     }
-    trainer.end_step(scalars);
+    lv = trainer.end_step(scalars).at("loss");  // the mean over the ranks
     ++steps_here;
     window_loss += lv;
     ++window_n;
@@ -291,7 +295,7 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
   r.steps = trainer.step();
   r.num_params = net.num_params;
   r.final_loss = window_n ? window_loss / window_n : 0.0;
-  r.tokens_per_s = secs > 0 ? steps_here * B * T / secs : 0.0;
+  r.tokens_per_s = secs > 0 ? steps_here * world * B * T / secs : 0.0;
   Net& final_net = ema ? *ema : net;
   if (val) r.val_loss = validation_loss(final_net, *val, B, config.val_batches);
   r.model_path = run_dir + "/model.safetensors";
@@ -303,7 +307,8 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
                          {"val_loss", r.val_loss},
                          {"ema", ema.has_value()}};
   if (clusters) meta["clusters_hash"] = io::hash_tensors({{"coarse_of", clusters->coarse_of()}});
-  io::save_component(r.model_path, kind, model_config, io::module_tensors(*final_net.module), meta);
+  if (trainer.dist().is_main())
+    io::save_component(r.model_path, kind, model_config, io::module_tensors(*final_net.module), meta);
   log::info("wrote ", r.model_path, " (", r.steps, " steps, final loss ", r.final_loss,
             r.val_loss >= 0 ? str_cat(", val loss ", r.val_loss) : std::string(), ")");
   return r;

@@ -21,7 +21,7 @@ struct GeneratorTrainConfig {
   GeneratorStage stage = GeneratorStage::Coarse;
   std::string preset = "small";        // models::preset_names(); vocab, classes, block size come from the data
   nlohmann::json model_overrides = nlohmann::json::object();  // trunk fields to override, e.g. {"dim": 192}
-  int64_t batch_size = 64;             // sequences per step
+  int64_t batch_size = 64;             // sequences per step and process (global batch: world size x this)
   train::OptimConfig optim;            // AdamW (0.9, 0.95), weight decay 0.05, clip 1.0
   train::TrainerConfig trainer;        // steps, checkpoint cadence, seed
   double ema_decay = 0.0;              // EMA of the weights used for sampling; 0 = off
@@ -39,7 +39,7 @@ struct GeneratorTrainResult {
   std::string model_path;    // <run_dir>/model.safetensors
   double final_loss = 0;     // mean training loss over the last logged window
   double val_loss = -1;      // mean validation cross-entropy (nats per token); -1 if no val split
-  double tokens_per_s = 0;   // training throughput of this invocation
+  double tokens_per_s = 0;   // training throughput of this invocation (all ranks together)
   int64_t steps = 0;
   int64_t num_params = 0;
 };
@@ -47,10 +47,14 @@ struct GeneratorTrainResult {
 /// Trains (or resumes) in run_dir and writes run_dir/model.safetensors, a component file of kind
 /// "gpt" (Coarse, Baseline) or "aux" whose meta records the stage, tokenizer hash and clusters
 /// hash. `clusters` is required for Coarse and Aux and must belong to the tokens' tokenizer.
+/// `dist` (optional, not owned) makes this call one rank of a data-parallel run: every rank
+/// passes the same arguments, trains on its slice of each global batch of world size x
+/// batch_size sequences, and only rank 0 writes files; the result is the same on every rank.
 GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
                                      const data::TokenSet& train_set,
                                      const data::TokenSet* val_set,
                                      const cluster::CoarseMap* clusters,
-                                     const std::string& run_dir);
+                                     const std::string& run_dir,
+                                     train::DistContext* dist = nullptr);
 
 }  // namespace ctfgen::pipeline

@@ -74,6 +74,13 @@ AdamW::AdamW(std::vector<std::pair<std::string, at::Tensor>> named_params, Optim
   }
 }
 
+std::vector<at::Tensor> AdamW::parameters() const {
+  std::vector<at::Tensor> out;
+  out.reserve(slots_.size());
+  for (const auto& s : slots_) out.push_back(s.param);
+  return out;
+}
+
 void AdamW::zero_grad() {
   for (auto& s : slots_)
     if (s.param.grad().defined()) s.param.mutable_grad().zero_();

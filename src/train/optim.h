@@ -47,6 +47,8 @@ class AdamW {
   /// Restores state written by state(); throws naming any missing or mis-shaped tensor.
   void load_state(const io::SafetensorsFile& file, const std::string& prefix);
   const OptimConfig& config() const { return config_; }
+  /// The parameters this optimiser updates (those that required gradients), in slot order.
+  std::vector<at::Tensor> parameters() const;
   int64_t steps_taken() const { return t_; }
 
  private:
