@@ -29,7 +29,7 @@ ctfgen::cli::Action setup_info(CLI::App& app) {
     std::printf("threads           %d (of %d available CPUs)\n", j["threads"].get<int>(),
                 j["available_cpus"].get<int>());
     std::printf("allocator         %s\n", j["allocator_tuned"].get<bool>()
-                                              ? "glibc, tuned (mmap threshold 32 MiB, trim 1 GiB)"
+                                              ? "glibc, tuned (large blocks from the heap, trim at 1 GiB)"
                                               : "glibc defaults (MALLOC_* or CTFGEN_KEEP_MALLOC set)");
     const auto& b = j["blas"];
     std::printf("BLAS              %s (%s)\n", b["name"].get<std::string>().c_str(),

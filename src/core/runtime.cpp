@@ -72,11 +72,13 @@ std::string best_openblas_coretype() {
 
 bool tune_allocator() {
   static const bool tuned = [] {
-    for (const char* v : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
-                          "CTFGEN_KEEP_MALLOC"})
+    for (const char* v : {"MALLOC_MMAP_THRESHOLD_", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_",
+                          "MALLOC_TOP_PAD_", "CTFGEN_KEEP_MALLOC"})
       if (std::getenv(v)) return false;
-    // A fixed threshold (the largest glibc accepts) also switches off its dynamic adjustment.
-    bool ok = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
+    // No mmap for large blocks: glibc caps the mmap threshold at 32 MiB, and a training step's
+    // logits alone are larger (3,136 x 4,096 fp32 = 51 MB), so only M_MMAP_MAX = 0 keeps them
+    // on the heap. (glibc still falls back to mmap if the heap cannot grow.)
+    bool ok = mallopt(M_MMAP_MAX, 0) == 1;
     ok = mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1 && ok;
     ok = mallopt(M_TOP_PAD, 64 << 20) == 1 && ok;
     return ok;

@@ -14,11 +14,12 @@ namespace ctfgen::runtime {
 void prepare_process(int argc, char** argv);
 
 /// Keeps freed tensor memory in the process instead of handing it back to the kernel after
-/// every operator: glibc's mmap threshold fixed at its maximum (32 MiB), a 1 GiB trim threshold
-/// and a 64 MiB top pad. With glibc's defaults every large activation was a fresh mmap whose
-/// pages faulted in again on each batch (over 20 % of encode time; docs/performance.md).
-/// Called by prepare_process(); the test programs call it too. Does nothing when the user set
-/// MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_ or CTFGEN_KEEP_MALLOC.
+/// every operator: glibc serves every block from its heap (M_MMAP_MAX = 0), with a 1 GiB trim
+/// threshold and a 64 MiB top pad. With glibc's defaults every large activation was a fresh
+/// mmap whose pages faulted in again on each batch (20-30 % of the time of encoding and
+/// training; 2.2x training throughput, docs/performance.md). Called by prepare_process(), so by
+/// `ctfgen` and the test programs. Does nothing when the user set MALLOC_MMAP_THRESHOLD_,
+/// MALLOC_MMAP_MAX_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_ or CTFGEN_KEEP_MALLOC.
 /// Returns whether the settings are in effect (idempotent).
 bool tune_allocator();
 
