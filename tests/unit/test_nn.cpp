@@ -2,10 +2,13 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <array>
 #include <cmath>
+#include <vector>
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "nn/decode_attention.h"
 #include "nn/layers.h"
 #include "nn/rope.h"
 #include "test_util.h"
@@ -135,6 +138,30 @@ TEST(NnKvCache, RoundsToMultipleOf8AndCachedEqualsFull) {
   EXPECT_EQ(kv.layers[0].k.data_ptr(), kptr);  // written in place
   EXPECT_THROW(attn->forward_cached(x.narrow(1, 0, 1), rope.narrow(0, 0, 1), kv.layers[0], 8),
                Error);
+}
+
+// The decode-step kernel (one query per (b, h)) against the loop reference, on views into a
+// larger cache as the decode step passes them; head dims with and without a tail of 8.
+TEST(NnDecodeAttention, SingleQueryMatchesReferenceOnCacheViews) {
+  auto gen = make_generator(11);
+  for (auto [B, H, t, hd] : std::vector<std::array<int64_t, 4>>{
+           {1, 1, 1, 8}, {2, 3, 5, 16}, {3, 2, 40, 100}, {64, 4, 17, 12}}) {
+    auto cache_k = torch::randn({B + 1, H, t + 9, hd}, gen);
+    auto cache_v = torch::randn({B + 1, H, t + 9, hd}, gen);
+    auto k = cache_k.narrow(0, 0, B).narrow(2, 0, t);
+    auto v = cache_v.narrow(0, 0, B).narrow(2, 0, t);
+    auto q = torch::randn({B, 1, H, hd}, gen).transpose(1, 2);  // non-contiguous, as in decode
+    ASSERT_TRUE(single_query_attention_supported(q, k, v));
+    auto got = single_query_attention(q, k, v, 1.0 / std::sqrt(double(hd)));
+    EXPECT_EQ(got.sizes(), (std::vector<int64_t>{B, H, 1, hd}));
+    EXPECT_TRUE(all_close(got, attention_reference(q, k, v, at::Tensor()), 1e-5, 1e-6))
+        << B << " " << H << " " << t << " " << hd;
+  }
+  auto q = torch::randn({1, 2, 1, 8});
+  auto k = torch::randn({1, 2, 3, 8});
+  EXPECT_FALSE(single_query_attention_supported(q.to(torch::kBFloat16), k, k));
+  EXPECT_FALSE(single_query_attention_supported(torch::randn({1, 2, 2, 8}), k, k));
+  EXPECT_THROW(single_query_attention(q, k.to(torch::kDouble), k, 1.0), Error);
 }
 
 TEST(NnLabelEmbedder, DropsLabelsToNullOnlyInTraining) {
