@@ -12,6 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist   # the embedded default dataset
   python3-torch python3-numpy python3-scipy python3-torchvision  # reference tests only
+  python3-matplotlib      # plots of scripts/experiment.py
 )
 
 missing=()

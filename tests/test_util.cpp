@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/rng.h"
+
 namespace ctfgen::test {
 
 TempDir::TempDir() {
@@ -84,6 +86,22 @@ std::string source_dir() { return CTFGEN_SOURCE_DIR; }
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+at::Tensor patterned_tensor(at::ScalarType type, const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  auto a = torch::arange(n, torch::kLong);
+  at::Tensor v;
+  if (type == at::kByte) v = (a % 251).to(type);
+  else if (type == at::kBool) v = (a % 3) == 0;
+  else v = (a % 7 - 3).to(type);
+  return v.reshape(shape);
+}
+
+at::Tensor random_tokens(int64_t B, int64_t T, int64_t V, uint64_t seed) {
+  auto gen = make_generator(seed);
+  return torch::randint(V, {B, T}, gen, torch::kLong);
 }
 
 }  // namespace ctfgen::test

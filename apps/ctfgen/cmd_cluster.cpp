@@ -5,9 +5,11 @@
 
 #include "cluster/clustering.h"
 #include "command.h"
+#include "core/error.h"
+#include "core/fs.h"
 #include "core/log.h"
 
-namespace {
+namespace ctfgen::cmd_cluster {
 
 struct ClusterOptions {
   std::string vq;
@@ -73,6 +75,8 @@ ctfgen::cli::Action setup_cluster(CLI::App& app) {
   app.add_flag("--json", opt->json, "Print the summary as JSON");
   return [opt] {
     opt->config.validate();
+    CTFGEN_CHECK_USAGE(!ctfgen::fs::same_file(opt->out, opt->vq), "--out ", opt->out,
+                       " is the tokenizer file itself; choose another path");
     auto cb = ctfgen::cluster::load_codebook(opt->vq);
     ctfgen::log::info("codebook ", cb.raw.size(0), " x ", cb.raw.size(1), " from ", opt->vq);
     auto r = ctfgen::cluster::cluster_codebook(cb.normalized, opt->config, cb.tokenizer_hash);
@@ -91,4 +95,4 @@ ctfgen::cli::Action setup_cluster(CLI::App& app) {
 CTFGEN_COMMAND("cluster", "Cluster a VQ codebook into K coarse labels (writes a clusters file)",
                setup_cluster);
 
-}  // namespace
+}  // namespace ctfgen::cmd_cluster

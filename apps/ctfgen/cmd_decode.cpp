@@ -12,7 +12,7 @@
 #include "io/npy.h"
 #include "vq/vq_model.h"
 
-namespace {
+namespace ctfgen::cmd_decode {
 
 struct DecodeOptions {
   std::string vq_path;
@@ -52,10 +52,19 @@ ctfgen::cli::Action setup_decode(CLI::App& app) {
       codes = io::load_npy(o->tokens);
       CTFGEN_CHECK(codes.dim() == 3, o->tokens, ": codes must be [N, h, w], got ",
                    codes.sizes());
+      CTFGEN_CHECK(!codes.is_floating_point() && !codes.is_complex() &&
+                       codes.scalar_type() != torch::kBool,
+                   o->tokens, ": codes must be integers, got dtype ", codes.scalar_type());
+      const int64_t V = model->config.codebook_size;
+      if (codes.numel() > 0) {
+        const int64_t lo = codes.min().item<int64_t>(), hi = codes.max().item<int64_t>();
+        CTFGEN_CHECK(lo >= 0 && hi < V, o->tokens, ": code indices must be in [0, ", V,
+                     ") for tokenizer ", o->vq_path, ", got range [", lo, ", ", hi, "]");
+      }
     } else {
       auto set = data::load_token_dir(o->tokens);
       const auto hash = set.meta["tokenizer_hash"].get<std::string>();
-      CTFGEN_CHECK_USAGE(hash == vq::vq_tokenizer_hash(model), o->tokens,
+      CTFGEN_CHECK(hash == vq::vq_tokenizer_hash(model), o->tokens,
                          ": tokens were made by tokenizer ", hash.substr(0, 12), "..., not by ",
                          o->vq_path);
       codes = set.codes;
@@ -83,4 +92,4 @@ ctfgen::cli::Action setup_decode(CLI::App& app) {
 
 CTFGEN_COMMAND("decode", "Decode token grids to PNG images with a VQ tokenizer", setup_decode);
 
-}  // namespace
+}  // namespace ctfgen::cmd_decode

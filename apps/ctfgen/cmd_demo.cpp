@@ -4,7 +4,7 @@
 #include "command.h"
 #include "pipeline/demo.h"
 
-namespace {
+namespace ctfgen::cmd_demo {
 
 ctfgen::cli::Action setup(CLI::App& app) {
   auto c = std::make_shared<ctfgen::pipeline::DemoConfig>();
@@ -44,4 +44,4 @@ CTFGEN_COMMAND("demo",
                "sample grids",
                setup);
 
-}  // namespace
+}  // namespace ctfgen::cmd_demo

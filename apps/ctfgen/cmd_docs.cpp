@@ -4,7 +4,7 @@
 
 #include "command.h"
 
-namespace {
+namespace ctfgen::cmd_docs {
 
 ctfgen::cli::Action setup(CLI::App& app) {
   CLI::App* self = &app;
@@ -25,4 +25,4 @@ ctfgen::cli::Action setup(CLI::App& app) {
 
 CTFGEN_COMMAND("docs", "Print the command-line reference (docs/cli.md) as Markdown", setup);
 
-}  // namespace
+}  // namespace ctfgen::cmd_docs

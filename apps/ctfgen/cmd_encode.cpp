@@ -8,7 +8,7 @@
 #include "data/token_dir.h"
 #include "vq/vq_model.h"
 
-namespace {
+namespace ctfgen::cmd_encode {
 
 struct EncodeOptions {
   std::string vq_path;
@@ -24,6 +24,8 @@ ctfgen::cli::Action setup_encode(CLI::App& app) {
   app.add_option("--dataset", o->data.name, "Dataset: fashion-mnist | imagefolder | emoji")
       ->capture_default_str();
   app.add_option("--data-path", o->data.path, "Dataset location (default: the dataset's own)");
+  app.add_flag("--skip-bad", o->data.skip_bad,
+               "Skip unreadable or corrupt images (their count is reported) instead of failing");
   app.add_option("--split", o->data.split, "Split: train | test")
       ->check(CLI::IsMember({"train", "test"}))
       ->capture_default_str();
@@ -76,4 +78,4 @@ ctfgen::cli::Action setup_encode(CLI::App& app) {
 CTFGEN_COMMAND("encode", "Encode a dataset split into a token directory with a VQ tokenizer",
                setup_encode);
 
-}  // namespace
+}  // namespace ctfgen::cmd_encode

@@ -3,9 +3,11 @@
 #include <cstdio>
 
 #include "command.h"
+#include "core/error.h"
+#include "core/fs.h"
 #include "io/torch_import.h"
 
-namespace {
+namespace ctfgen::cmd_import_llamagen {
 
 struct ImportOptions {
   std::string input;
@@ -40,6 +42,8 @@ ctfgen::cli::Action setup_import(CLI::App& app) {
                "Keep fp16 / bf16 tensors as stored instead of converting to fp32");
   app.add_flag("--json", opt->json, "Print the detection as JSON");
   return [opt] {
+    CTFGEN_CHECK_USAGE(!ctfgen::fs::same_file(opt->out, opt->input), "--out ", opt->out,
+                       " is the input file itself; choose another path");
     auto imp = ctfgen::io::import_llamagen_to_component(opt->input, opt->out, opt->config);
     const auto& d = imp.detection;
     if (opt->json) {
@@ -61,4 +65,4 @@ CTFGEN_COMMAND("import-llamagen",
                "without executing its pickle",
                setup_import);
 
-}  // namespace
+}  // namespace ctfgen::cmd_import_llamagen

@@ -4,7 +4,7 @@
 #include "command.h"
 #include "core/runtime.h"
 
-namespace {
+namespace ctfgen::cmd_info {
 
 struct InfoOptions {
   bool json = false;
@@ -43,4 +43,4 @@ ctfgen::cli::Action setup_info(CLI::App& app) {
 CTFGEN_COMMAND("info", "Print libtorch, device, thread and BLAS facts and a measured GEMM rate",
                setup_info);
 
-}  // namespace
+}  // namespace ctfgen::cmd_info

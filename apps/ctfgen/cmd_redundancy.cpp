@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <memory>
 
 #include "cluster/clustering.h"
 #include "cluster/redundancy.h"
@@ -12,11 +13,14 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "data/dataset.h"
+#include "eval/classifier.h"
+#include "eval/evaluate.h"
+#include "eval/feature_metrics.h"
 #include "eval/image_metrics.h"
 #include "io/image_io.h"
 #include "vq/vq_model.h"
 
-namespace {
+namespace ctfgen::cmd_redundancy {
 
 struct Options {
   std::string vq, out;
@@ -24,6 +28,7 @@ struct Options {
   ctfgen::data::DatasetConfig dataset;
   ctfgen::cluster::RedundancyConfig config;
   int64_t batch = 256;
+  std::string classifier;
   bool json = false;
 };
 
@@ -37,6 +42,8 @@ ctfgen::cli::Action setup(CLI::App& app) {
   app.add_option("--dataset", o->dataset.name, "fashion-mnist, imagefolder or emoji")
       ->check(CLI::IsMember({"fashion-mnist", "imagefolder", "emoji"}))->capture_default_str();
   app.add_option("--data-path", o->dataset.path, "Dataset location (default: the dataset's own)");
+  app.add_flag("--skip-bad", o->dataset.skip_bad,
+               "Skip unreadable or corrupt images (their count is reported) instead of failing");
   app.add_option("--split", o->dataset.split, "Images to test")->check(CLI::IsMember({"train", "test"}))->capture_default_str();
   app.add_option("--image-size", o->dataset.image_size, "Image size (0 = native)")->check(CLI::Range(int64_t{0}, int64_t{4096}));
   app.add_option("--limit", o->dataset.limit, "At most this many images (0 = all)")
@@ -47,6 +54,8 @@ ctfgen::cli::Action setup(CLI::App& app) {
   app.add_option("--strip-images", o->config.strip_images, "Images in the strip PNG")
       ->check(CLI::Range(int64_t{0}, int64_t{64}))->capture_default_str();
   app.add_option("--batch", o->batch, "Images per encode/decode batch")->check(CLI::Range(int64_t{1}, int64_t{65536}))->capture_default_str();
+  app.add_option("--classifier", o->classifier,
+                 "Classifier component (train-classifier): also report FID of each variant's images");
   app.add_option("--out", o->out, "Output directory (redundancy.json, strip.png)")->required();
   app.add_flag("--json", o->json, "Print the results as JSON");
   return [o] {
@@ -59,12 +68,23 @@ ctfgen::cli::Action setup(CLI::App& app) {
       return vq::decode_from_indices(model, c, o->batch).clamp(-1.0, 1.0);
     };
     auto score = [](const at::Tensor& a, const at::Tensor& ref) {
-      auto ua = eval::to_uint8(a), ur = eval::to_uint8(ref);
+      auto ua = io::to_uint8(a), ur = io::to_uint8(ref);
       std::map<std::string, at::Tensor> m{{"psnr", eval::psnr_per_image(ua, ur)}};
       if (a.size(2) >= 11 && a.size(3) >= 11) m["ssim"] = eval::ssim_per_image(ua, ur);
       return m;
     };
     cluster::RedundancyTest test(model->normalized_codebook().detach(), o->config, encode, decode, score);
+    std::unique_ptr<eval::ClassifierNet> net;
+    if (!o->classifier.empty()) {
+      net = std::make_unique<eval::ClassifierNet>(eval::load_classifier(o->classifier));
+      test.set_set_metrics(
+          [&](const at::Tensor& x) { return eval::extract_features(*net, x, o->batch, false).features; },
+          [](const at::Tensor& a, const at::Tensor& ref) {
+            return std::map<std::string, double>{
+                {"fid", eval::frechet_distance(eval::compute_feature_stats(a),
+                                               eval::compute_feature_stats(ref))}};
+          });
+    }
     for (const auto& path : o->clusters) {
       auto map = cluster::CoarseMap::load(path);
       map.check_tokenizer(hash, path);
@@ -86,7 +106,7 @@ ctfgen::cli::Action setup(CLI::App& app) {
 
 CTFGEN_COMMAND("redundancy",
                "Token-redundancy test: replace tokens by random members of their cluster and "
-               "measure the damage (PSNR/SSIM vs original and reconstruction)",
+               "measure the damage (PSNR/SSIM/FID vs original and reconstruction)",
                setup);
 
-}  // namespace
+}  // namespace ctfgen::cmd_redundancy

@@ -14,7 +14,7 @@
 #include "io/image_io.h"
 #include "sampling_flags.h"
 
-namespace {
+namespace ctfgen::cmd_sample {
 
 struct Options {
   ctfgen::pipeline::GeneratorFiles files;
@@ -99,4 +99,4 @@ ctfgen::cli::Action setup(CLI::App& app) {
 CTFGEN_COMMAND("sample", "Generate images for class labels (CTF two-stage or baseline) as PNGs with a JSON sidecar",
                setup);
 
-}  // namespace
+}  // namespace ctfgen::cmd_sample

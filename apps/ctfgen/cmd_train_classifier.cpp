@@ -10,7 +10,7 @@
 #include "data/dataset.h"
 #include "eval/classifier.h"
 
-namespace {
+namespace ctfgen::cmd_train_classifier {
 
 struct TrainClassifierOptions {
   ctfgen::data::DatasetConfig data;
@@ -30,6 +30,8 @@ ctfgen::cli::Action setup_train_classifier(CLI::App& app) {
   app.add_option("--dataset", o->data.name, "fashion-mnist | emoji | imagefolder")
       ->capture_default_str();
   app.add_option("--data-path", o->data.path, "Dataset location (default: the dataset's own)");
+  app.add_flag("--skip-bad", o->data.skip_bad,
+               "Skip unreadable or corrupt images (their count is reported) instead of failing");
   app.add_option("--image-size", o->data.image_size,
                  "Image size (0 = native; fashion-mnist pads to sizes > 28)")
       ->check(CLI::Range(0, 256))
@@ -121,4 +123,4 @@ CTFGEN_COMMAND("train-classifier",
                "Train the feature classifier used for FID/IS/precision/recall on a dataset",
                setup_train_classifier);
 
-}  // namespace
+}  // namespace ctfgen::cmd_train_classifier

@@ -9,7 +9,7 @@
 #include "pipeline/train_generator.h"
 #include "train_flags.h"
 
-namespace {
+namespace ctfgen::cmd_train_generator {
 
 using ctfgen::pipeline::GeneratorStage;
 
@@ -47,6 +47,9 @@ ctfgen::cli::Action setup(CLI::App& app, bool aux) {
   if (aux)
     app.add_option("--coarse-noise", o->config.coarse_noise,
                    "Probability of corrupting an input coarse label (mimics stage-1 errors)")->check(CLI::Range(0.0, 0.99))->capture_default_str();
+  app.add_option("--amp", o->config.amp, "Mixed-precision forward: off | bf16 (cpu, cuda) | fp16 (cuda)")
+      ->check(CLI::IsMember({"off", "bf16", "fp16"}))
+      ->capture_default_str();
   app.add_flag("--json", o->json, "Print the result as JSON");
   ctfgen::cli::add_training_flags(app, o->config.optim, o->config.trainer);
   return [o, aux] {
@@ -57,7 +60,15 @@ ctfgen::cli::Action setup(CLI::App& app, bool aux) {
     if (o->heads) c.model_overrides["n_head"] = o->heads;
     auto train = ctfgen::data::load_token_dir(o->tokens);
     std::optional<ctfgen::data::TokenSet> val;
-    if (!o->val_tokens.empty()) val = ctfgen::data::load_token_dir(o->val_tokens);
+    if (!o->val_tokens.empty()) {
+      val = ctfgen::data::load_token_dir(o->val_tokens);
+      const auto h = [](const ctfgen::data::TokenSet& s) {
+        return s.meta.value("tokenizer_hash", std::string());
+      };
+      CTFGEN_CHECK(h(*val) == h(train), o->val_tokens, ": validation tokens come from tokenizer ",
+                   h(*val).substr(0, 12), "..., the training tokens in ", o->tokens, " from ",
+                   h(train).substr(0, 12), "...");
+    }
     std::optional<ctfgen::cluster::CoarseMap> clusters;
     if (!o->clusters.empty()) clusters = ctfgen::cluster::CoarseMap::load(o->clusters);
     auto r = ctfgen::pipeline::train_generator(c, train, val ? &*val : nullptr,
@@ -85,4 +96,4 @@ CTFGEN_COMMAND("train-ar",
 CTFGEN_COMMAND("train-aux", "Train the CTF stage-2 auxiliary model (coarse labels -> fine tokens)",
                [](CLI::App& app) { return setup(app, true); });
 
-}  // namespace
+}  // namespace ctfgen::cmd_train_generator

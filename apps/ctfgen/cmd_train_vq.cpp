@@ -9,7 +9,7 @@
 #include "data/dataset.h"
 #include "vq/vq_train.h"
 
-namespace {
+namespace ctfgen::cmd_train_vq {
 
 struct TrainVQOptions {
   ctfgen::data::DatasetConfig data;
@@ -46,6 +46,8 @@ ctfgen::cli::Action setup_train_vq(CLI::App& app) {
   app.add_option("--dataset", o->data.name, "Dataset: fashion-mnist | imagefolder | emoji")
       ->capture_default_str();
   app.add_option("--data-path", o->data.path, "Dataset location (default: the dataset's own)");
+  app.add_flag("--skip-bad", o->data.skip_bad,
+               "Skip unreadable or corrupt images (their count is reported) instead of failing");
   app.add_option("--image-size", o->data.image_size, "Image size (0 = native)")
       ->check(CLI::Range(int64_t{0}, int64_t{4096}))
       ->capture_default_str();
@@ -123,7 +125,7 @@ ctfgen::cli::Action setup_train_vq(CLI::App& app) {
     vq::VQTrainConfig cfg;
     cfg.model = o->config_path.empty()
                     ? vq::VQConfig::preset(o->preset)
-                    : vq::VQConfig::from_json(nlohmann::json::parse(fs::read_text(o->config_path)));
+                    : vq::VQConfig::from_json(fs::read_json(o->config_path));
     if (o->restart_every >= 0) cfg.model.dead_code_restart_every = o->restart_every;
     cfg.optim.name = o->optim;
     cfg.optim.lr = o->lr;
@@ -180,4 +182,4 @@ ctfgen::cli::Action setup_train_vq(CLI::App& app) {
 CTFGEN_COMMAND("train-vq", "Train a VQ tokenizer and report held-out PSNR, SSIM and codebook usage",
                setup_train_vq);
 
-}  // namespace
+}  // namespace ctfgen::cmd_train_vq

@@ -1,4 +1,6 @@
-// Subcommand registry. Each cmd_*.cpp registers itself with CTFGEN_COMMAND; the setup function
+// Subcommand registry. Each cmd_<name>.cpp keeps its code in namespace ctfgen::cmd_<name> (unity
+// builds compile several of them as one translation unit, so anonymous namespaces would clash)
+// and registers itself with CTFGEN_COMMAND; the setup function
 // declares the subcommand's flags on `app` (bound to an options struct it owns) and returns the
 // action main() runs after parsing. Flags are declared once: --help and docs/cli.md come from them.
 #pragma once

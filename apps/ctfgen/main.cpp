@@ -38,9 +38,33 @@ int main(int argc, char** argv) {
   std::sort(specs.begin(), specs.end(),
             [](const cli::CommandSpec& a, const cli::CommandSpec& b) { return a.name < b.name; });
   std::vector<std::pair<CLI::App*, cli::Action>> actions;
+  // An empty value is never meaningful (an empty --out would write into "/"): refuse it for
+  // every option that takes a value.
+  const CLI::Validator non_empty(
+      [](std::string& v) { return v.empty() ? std::string("must not be empty") : std::string(); },
+      "", "NON_EMPTY");
   for (auto& spec : specs) {
     CLI::App* sub = app.add_subcommand(spec.name, spec.help);
     actions.emplace_back(sub, spec.setup(*sub));
+    for (CLI::Option* opt : sub->get_options())
+      if (opt->get_type_size() > 0) opt->check(non_empty);
+  }
+  // CLI11 reports a mistyped command as "A subcommand is required"; name it instead.
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "-v" || a == "--verbosity" || a == "--threads") {
+      ++i;
+      continue;
+    }
+    if (a.empty() || a[0] == '-') continue;
+    if (std::none_of(specs.begin(), specs.end(), [&](const cli::CommandSpec& s) { return s.name == a; })) {
+      std::string names;
+      for (const auto& s : specs) names += (names.empty() ? "" : ", ") + s.name;
+      std::fprintf(stderr, "error: unknown command '%s' (commands: %s)\nRun with --help for usage.\n",
+                   a.c_str(), names.c_str());
+      return 2;
+    }
+    break;
   }
   try {
     app.parse(argc, argv);

@@ -9,9 +9,10 @@
 #include "core/json_config.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "core/timer.h"
 #include "io/checkpoint.h"
-#include "io/torch_import.h"
 #include "io/tensor_hash.h"
+#include "io/torch_import.h"
 
 namespace ctfgen::cluster {
 
@@ -107,8 +108,7 @@ ClusteringOutput cluster_codebook(const at::Tensor& points, const ClusterConfig&
     details["agglomerative"] = {{"cut_height", r.cut_height}};
     assign = r.assign;
   }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds = seconds_since(t0);
   nlohmann::json method_config = config.to_json();
   if (config.method == "agglomerative") {
     method_config = {{"method", config.method}, {"k", config.k}, {"linkage", "average"},

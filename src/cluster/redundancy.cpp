@@ -61,6 +61,19 @@ RedundancyTest::RedundancyTest(at::Tensor codebook, RedundancyConfig config, Enc
   CTFGEN_CHECK(encode_ && decode_ && score_, "redundancy test: missing callback");
 }
 
+void RedundancyTest::set_set_metrics(FeatureFn features, SetScoreFn score) {
+  CTFGEN_CHECK(images_ == 0, "redundancy test: set the set metrics before the first batch");
+  CTFGEN_CHECK(features && score, "redundancy test: missing set-metric callback");
+  features_ = std::move(features);
+  set_score_ = std::move(score);
+}
+
+std::map<std::string, double> RedundancyTest::set_scores(const std::vector<at::Tensor>& a,
+                                                         const std::vector<at::Tensor>& ref) const {
+  if (!set_score_ || a.empty() || ref.empty()) return {};
+  return set_score_(torch::cat(a, 0), torch::cat(ref, 0));
+}
+
 void RedundancyTest::add_variant(const std::string& name, const CoarseMap& map) {
   CTFGEN_CHECK(images_ == 0, "redundancy test: add variants before the first batch");
   CTFGEN_CHECK(map.num_codes() == codebook_.size(0), "redundancy test: clustering '", name,
@@ -100,6 +113,10 @@ void RedundancyTest::add_batch(const at::Tensor& images) {
   CTFGEN_CHECK(r0.sizes() == x.sizes(), "redundancy test: decoder returned ", r0.sizes(),
                " for images ", x.sizes());
   accumulate(recon_vs_orig_, score_(r0, x), b);
+  if (features_) {
+    feat_orig_.push_back(features_(x).to(torch::kCPU, torch::kFloat));
+    feat_recon_.push_back(features_(r0).to(torch::kCPU, torch::kFloat));
+  }
   const int64_t keep = std::min<int64_t>(b, config_.strip_images - static_cast<int64_t>(
                                                                       strip_orig_.size()));
   for (int64_t i = 0; i < keep; ++i) {
@@ -115,6 +132,7 @@ void RedundancyTest::add_batch(const at::Tensor& images) {
     CTFGEN_CHECK(r1.sizes() == x.sizes(), "redundancy test: decoder returned ", r1.sizes());
     accumulate(v.vs_orig, score_(r1, x), b);
     accumulate(v.vs_recon, score_(r1, r0), b);
+    if (features_) v.features.push_back(features_(r1).to(torch::kCPU, torch::kFloat));
     const int64_t* p0 = codes.data_ptr<int64_t>();
     const int64_t* p1 = c1.data_ptr<int64_t>();
     const auto sizes = v.map.sizes();
@@ -139,6 +157,13 @@ void RedundancyTest::add_batch(const at::Tensor& images) {
 }
 
 nlohmann::json RedundancyTest::results_json() const {
+  // Per-image means plus the set-level metrics of this row's images.
+  auto scores = [&](const std::map<std::string, double>& sums,
+                    const std::vector<at::Tensor>& feats, const std::vector<at::Tensor>& ref) {
+    auto j = means(sums, images_);
+    for (const auto& [name, value] : set_scores(feats, ref)) j[name] = value;
+    return j;
+  };
   nlohmann::json rows = nlohmann::json::array();
   rows.push_back({{"name", "reconstruction"},
                   {"method", "none"},
@@ -148,7 +173,7 @@ nlohmann::json RedundancyTest::results_json() const {
                   {"frac_changed", 0.0},
                   {"expected_frac_changed", 0.0},
                   {"mean_sq_code_dist", 0.0},
-                  {"vs_original", means(recon_vs_orig_, images_)},
+                  {"vs_original", scores(recon_vs_orig_, feat_recon_, feat_orig_)},
                   {"vs_reconstruction", nlohmann::json::object()}});
   for (const auto& v : variants_) {
     const double t = v.tokens > 0 ? static_cast<double>(v.tokens) : 1.0;
@@ -160,8 +185,8 @@ nlohmann::json RedundancyTest::results_json() const {
                     {"frac_changed", static_cast<double>(v.changed) / t},
                     {"expected_frac_changed", v.expected_changed / t},
                     {"mean_sq_code_dist", v.sq_dist / t},
-                    {"vs_original", means(v.vs_orig, images_)},
-                    {"vs_reconstruction", means(v.vs_recon, images_)}});
+                    {"vs_original", scores(v.vs_orig, v.features, feat_orig_)},
+                    {"vs_reconstruction", scores(v.vs_recon, v.features, feat_recon_)}});
   }
   return {{"config", config_.to_json()}, {"rows", rows}};
 }
@@ -169,7 +194,7 @@ nlohmann::json RedundancyTest::results_json() const {
 std::string RedundancyTest::table() const {
   auto j = results_json();
   std::vector<std::string> metrics;
-  for (auto& [name, _] : recon_vs_orig_) metrics.push_back(name);
+  for (auto& [name, _] : j["rows"][0]["vs_original"].items()) metrics.push_back(name);
   std::string out;
   char buf[256];
   std::snprintf(buf, sizeof buf, "%-28s %-14s %6s %8s %8s %10s", "clustering", "method", "K",

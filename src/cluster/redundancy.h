@@ -38,6 +38,13 @@ using DecodeFn = std::function<at::Tensor(const at::Tensor& codes)>;
 using ScoreFn =
     std::function<std::map<std::string, at::Tensor>(const at::Tensor& a, const at::Tensor& ref)>;
 
+/// images [B, C, H, W] in [-1, 1] -> features [B, F] for set-level metrics (FID).
+using FeatureFn = std::function<at::Tensor(const at::Tensor& images)>;
+/// Set-level metrics of all features a [N, F] against all reference features ref [N, F]:
+/// metric name -> value (e.g. {"fid", ...}).
+using SetScoreFn =
+    std::function<std::map<std::string, double>(const at::Tensor& a, const at::Tensor& ref)>;
+
 /// A random partition of the same codes with exactly the cluster-size histogram of `like`
 /// (the lower-bound control); points: [V, D] the normalised codewords.
 CoarseMap random_control(const CoarseMap& like, const at::Tensor& points, uint64_t seed);
@@ -47,6 +54,10 @@ class RedundancyTest {
   /// codebook: [V, D] normalised codewords (for the codeword-space distance).
   RedundancyTest(at::Tensor codebook, RedundancyConfig config, EncodeFn encode, DecodeFn decode,
                  ScoreFn score);
+
+  /// Also computes set-level metrics (FID) over all images from features; call before the first
+  /// batch. Their values join the per-image means in results_json() and table().
+  void set_set_metrics(FeatureFn features, SetScoreFn score);
 
   /// Adds a clustering to test. Its V must equal the codebook's.
   void add_variant(const std::string& name, const CoarseMap& map);
@@ -74,12 +85,20 @@ class RedundancyTest {
     double expected_changed = 0, sq_dist = 0;
     std::map<std::string, double> vs_orig, vs_recon;
     std::vector<at::Tensor> strip;
+    std::vector<at::Tensor> features;
   };
+  /// Set metrics of a variant's (or the reconstruction's) features against originals and
+  /// reconstructions; empty without set_set_metrics().
+  std::map<std::string, double> set_scores(const std::vector<at::Tensor>& a,
+                                           const std::vector<at::Tensor>& ref) const;
   at::Tensor codebook_;
   RedundancyConfig config_;
   EncodeFn encode_;
   DecodeFn decode_;
   ScoreFn score_;
+  FeatureFn features_;
+  SetScoreFn set_score_;
+  std::vector<at::Tensor> feat_orig_, feat_recon_;
   std::vector<Variant> variants_;
   int64_t images_ = 0, tokens_ = 0;
   std::map<std::string, double> recon_vs_orig_;

@@ -48,6 +48,15 @@ std::string read_text(const std::string& path) {
   return std::string(d.begin(), d.end());
 }
 
+nlohmann::json read_json(const std::string& path) {
+  const std::string text = read_text(path);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error(str_cat(path, ": not valid JSON (", e.what(), ")"));
+  }
+}
+
 void write_all(std::FILE* f, const void* data, size_t size, const std::string& path) {
   size_t done = size ? std::fwrite(data, 1, size, f) : 0;
   CTFGEN_CHECK(done == size, path, ": write failed after ", done, " of ", size, " bytes (",
@@ -106,6 +115,12 @@ void ensure_dir(const std::string& path) {
 }
 
 bool exists(const std::string& path) { return std::filesystem::exists(path); }
+
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  const bool same = std::filesystem::equivalent(a, b, ec);
+  return !ec && same;
+}
 
 std::string sha256_bytes(const void* data, size_t size) {
   unsigned char md[EVP_MAX_MD_SIZE];

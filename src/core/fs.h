@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,8 @@ namespace ctfgen::fs {
 /// Reads a whole file; throws Error naming the path on failure.
 std::vector<uint8_t> read_file(const std::string& path);
 std::string read_text(const std::string& path);
+/// Reads and parses a JSON file; throws Error "<path>: not valid JSON (...)" on bad syntax.
+nlohmann::json read_json(const std::string& path);
 
 /// Writes `path` atomically: readers see the old file or the complete new one, never a torn one.
 /// `writer` receives a FILE* opened on a temporary file next to `path`.
@@ -24,6 +27,8 @@ void write_all(std::FILE* f, const void* data, size_t size, const std::string& p
 /// Creates a directory and its parents; throws naming the path if that fails.
 void ensure_dir(const std::string& path);
 bool exists(const std::string& path);
+/// True when both paths exist and name the same file (after resolving links).
+bool same_file(const std::string& a, const std::string& b);
 
 /// Lower-case hex SHA-256 of a file's bytes, or of a byte range.
 std::string sha256_file(const std::string& path);

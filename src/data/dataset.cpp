@@ -206,12 +206,7 @@ std::string emoji_package_dir(const std::string& path) {
 Dataset load_emoji(const DatasetConfig& cfg, const std::string& path) {
   const std::string pkg = emoji_package_dir(path);
   const std::string json_path = pkg + "/emoji.json";
-  json list;
-  try {
-    list = json::parse(fs::read_text(json_path));
-  } catch (const json::exception& e) {
-    throw Error(str_cat(json_path, ": not valid JSON (", e.what(), ")"));
-  }
+  const json list = fs::read_json(json_path);
   CTFGEN_CHECK(list.is_array(), json_path, ": expected a JSON array of emoji records");
   std::map<std::string, std::vector<std::string>> by_category;
   for (const auto& e : list) {
@@ -311,8 +306,10 @@ Dataset load_dataset(const DatasetConfig& cfg) {
   else ds = load_emoji(cfg, path);
   ds.name = cfg.name;
   log::info("dataset ", cfg.name, " (", path, ", ", cfg.split, "): ", ds.size(), " images ",
-            shape_str(ds.images.sizes().slice(1)), ", ", ds.class_names.size(), " classes",
-            ds.skipped ? str_cat(", ", ds.skipped, " unreadable skipped") : "");
+            shape_str(ds.images.sizes().slice(1)), ", ", ds.class_names.size(), " classes");
+  if (ds.skipped > 0)
+    log::warn("dataset ", cfg.name, " (", path, ", ", cfg.split, "): skipped ", ds.skipped,
+              " unreadable image", ds.skipped == 1 ? "" : "s");
   return ds;
 }
 

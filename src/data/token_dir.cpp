@@ -63,11 +63,7 @@ void validate_token_set(const TokenSet& set, const std::string& source) {
 TokenSet load_token_dir(const std::string& dir) {
   TokenSet set;
   const std::string meta_path = dir + "/meta.json";
-  try {
-    set.meta = nlohmann::json::parse(fs::read_text(meta_path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(str_cat(meta_path, ": not valid JSON (", e.what(), ")"));
-  }
+  set.meta = fs::read_json(meta_path);
   set.codes = io::load_npy(dir + "/codes.npy");
   set.labels = io::load_npy(dir + "/labels.npy");
   validate_token_set(set, dir);

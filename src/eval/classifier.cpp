@@ -8,6 +8,7 @@
 #include "core/json_config.h"
 #include "core/log.h"
 #include "core/shape.h"
+#include "core/timer.h"
 #include "data/dataset.h"
 #include "io/checkpoint.h"
 #include "io/tensor_hash.h"
@@ -244,8 +245,7 @@ ClassifierTrainResult train_classifier(Classifier& model, const at::Tensor& trai
   result.steps = trainer.step();
   model->eval();
   result.test_accuracy = classifier_accuracy(model, test_x, test_y, config.eval_batch);
-  result.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  result.seconds = seconds_since(t0);
   log::info("classifier: ", result.steps, " steps, test accuracy ", result.test_accuracy * 100.0,
             " %, ", result.seconds, " s");
   return result;

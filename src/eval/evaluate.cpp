@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <memory>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -53,7 +54,8 @@ nlohmann::json EvalResult::to_json() const {
           {"n_real", n_real},           {"net", net}};
 }
 
-FeatureOutput extract_features(FeatureNet& net, const at::Tensor& images, int64_t batch) {
+FeatureOutput extract_features(FeatureNet& net, const at::Tensor& images, int64_t batch,
+                               bool show_progress) {
   CTFGEN_CHECK(images.defined() && images.dim() == 4,
                "extract_features: expected images [N, C, H, W], got ",
                images.defined() ? shape_str(images.sizes()) : std::string("undefined"));
@@ -67,7 +69,8 @@ FeatureOutput extract_features(FeatureNet& net, const at::Tensor& images, int64_
                  "extract_features: images must lie in [-1, 1], got [", lo, ", ", hi, "]");
   }
   std::vector<at::Tensor> feats, probs;
-  Progress progress("features (" + net.name() + ")", n, "img");
+  std::unique_ptr<Progress> progress;
+  if (show_progress) progress = std::make_unique<Progress>("features (" + net.name() + ")", n, "img");
   for (int64_t i = 0; i < n; i += batch) {
     const int64_t j = std::min(n, i + batch);
     auto out = net.run(images.slice(0, i, j).to(torch::kFloat));
@@ -75,9 +78,9 @@ FeatureOutput extract_features(FeatureNet& net, const at::Tensor& images, int64_
     CTFGEN_CHECK_SHAPE(out.probs, {j - i, net.num_classes()}, "FeatureNet probabilities");
     feats.push_back(out.features.to(torch::kFloat));
     probs.push_back(out.probs.to(torch::kFloat));
-    progress.advance(j - i);
+    if (progress) progress->advance(j - i);
   }
-  progress.finish();
+  if (progress) progress->finish();
   return {torch::cat(feats, 0), torch::cat(probs, 0)};
 }
 

@@ -41,7 +41,8 @@ struct EvalResult {
 
 /// Runs `net` over images [N, C, H, W] (float in [-1, 1]; checked) in batches of `batch`, with a
 /// progress line. -> features [N, F] float32 and probabilities [N, K] float32.
-FeatureOutput extract_features(FeatureNet& net, const at::Tensor& images, int64_t batch = 64);
+FeatureOutput extract_features(FeatureNet& net, const at::Tensor& images, int64_t batch = 64,
+                               bool show_progress = true);
 
 /// Metrics from already extracted fake features/probabilities.
 EvalResult evaluate_features(const FeatureOutput& fake, const ReferenceStats& real,

@@ -9,11 +9,6 @@
 
 namespace ctfgen::eval {
 
-at::Tensor to_uint8(const at::Tensor& x) {
-  // Float -> uint8 conversion truncates toward zero; after the clamp every value is >= 0.
-  return torch::clamp(x.to(torch::kFloat) * 127.5 + 128.0, 0.0, 255.0).to(torch::kUInt8);
-}
-
 namespace {
 void check_pair(const at::Tensor& a, const at::Tensor& b, const char* what) {
   CTFGEN_CHECK(a.dim() == 4, what, ": images must be [N, C, H, W], got ", shape_str(a.sizes()));

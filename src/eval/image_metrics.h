@@ -7,10 +7,6 @@
 
 namespace ctfgen::eval {
 
-/// Model output in [-1, 1] -> uint8 with LlamaGen's rule clamp(127.5 x + 128, 0, 255), truncated.
-/// Any shape.
-at::Tensor to_uint8(const at::Tensor& x);
-
 /// Per-image PSNR in dB with peak 255. a, b: [N, C, H, W] (uint8 or float on the 0..255 scale).
 /// Identical images give 100 dB (the value is capped there so that means stay finite). -> [N] double.
 at::Tensor psnr_per_image(const at::Tensor& a, const at::Tensor& b);

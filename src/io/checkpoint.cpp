@@ -102,6 +102,9 @@ void load_module_strict(torch::nn::Module& module, const SafetensorsFile& file,
     throw Error(msg);
   }
   torch::NoGradGuard no_grad;
+  for (auto& [key, t] : found)
+    CTFGEN_CHECK(!t->is_floating_point() || torch::isfinite(*t).all().item<bool>(), file.source,
+                 ": tensor ", prefix + key, " holds NaN or infinite values");
   for (auto& [key, t] : found) {
     auto& dst = targets[key];
     dst.copy_(t->to(dst.device(), dst.scalar_type()));

@@ -39,7 +39,8 @@ Component load_component(const std::string& path, const std::string& expected_ki
 
 /// Copies tensors named `prefix + name` into the module's parameters and buffers. Strict: one
 /// Error lists every missing, unexpected (under the prefix, minus `ignore`) and mis-shaped
-/// tensor. dtypes are converted to the module's.
+/// tensor; a floating-point tensor holding NaN or Inf is refused. dtypes are converted to the
+/// module's.
 void load_module_strict(torch::nn::Module& module, const SafetensorsFile& file,
                         const std::string& prefix = "",
                         const std::set<std::string>& ignore = {});

@@ -49,15 +49,33 @@ at::Tensor decode_image(const uint8_t* data, size_t size, const std::string& sou
   CTFGEN_CHECK(size <= static_cast<size_t>(INT_MAX), source, ": image file too large (", size, " bytes)");
   int w = 0, h = 0, c = 0;
   const int len = static_cast<int>(size);
-  CTFGEN_CHECK(stbi_info_from_memory(data, len, &w, &h, &c), source, ": cannot decode image (",
-               stb_reason(), ")");
+  const bool png = is_png(data, size);
+  const char* format = png ? "PNG" : "JPEG";
+  if (png) {
+    // Read the size from IHDR ourselves: stb tries every format's probe in turn, so its failure
+    // reason for a PNG is often another format's ("no SOI", "unknown image type").
+    CTFGEN_CHECK(size >= 24 && std::memcmp(data + 12, "IHDR", 4) == 0, source,
+                 ": truncated or corrupt PNG header (no IHDR chunk)");
+    auto be32 = [&](size_t at) {
+      return (uint32_t{data[at]} << 24) | (uint32_t{data[at + 1]} << 16) |
+             (uint32_t{data[at + 2]} << 8) | uint32_t{data[at + 3]};
+    };
+    const uint32_t pw = be32(16), ph = be32(20);
+    CTFGEN_CHECK(pw > 0 && ph > 0 && pw <= kMaxImageSide && ph <= kMaxImageSide &&
+                     uint64_t{pw} * ph <= static_cast<uint64_t>(kMaxImagePixels),
+                 source, ": image size ", pw, "x", ph, " exceeds the limit (", kMaxImageSide,
+                 " per side, ", kMaxImagePixels, " pixels)");
+  }
+  CTFGEN_CHECK(stbi_info_from_memory(data, len, &w, &h, &c), source, ": cannot decode ", format,
+               " image: corrupt or truncated data", png ? "" : str_cat(" (", stb_reason(), ")"));
   CTFGEN_CHECK(w > 0 && h > 0 && w <= kMaxImageSide && h <= kMaxImageSide &&
                    int64_t{w} * h <= kMaxImagePixels,
                source, ": image size ", w, "x", h, " exceeds the limit (", kMaxImageSide,
                " per side, ", kMaxImagePixels, " pixels)");
   std::unique_ptr<stbi_uc, void (*)(void*)> pix(stbi_load_from_memory(data, len, &w, &h, &c, channels),
                                                 &stbi_image_free);
-  CTFGEN_CHECK(pix, source, ": cannot decode image (", stb_reason(), ")");
+  CTFGEN_CHECK(pix, source, ": cannot decode ", format, " image: corrupt or truncated data",
+               png ? "" : str_cat(" (", stb_reason(), ")"));
   auto out = torch::empty({h, w, channels}, torch::kUInt8);
   std::memcpy(out.data_ptr<uint8_t>(), pix.get(), static_cast<size_t>(h) * w * channels);
   return out;

@@ -9,6 +9,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "core/timer.h"
 #include "data/dataset.h"
 #include "data/token_dir.h"
 #include "io/image_grid.h"
@@ -19,10 +20,6 @@
 
 namespace ctfgen::pipeline {
 namespace {
-
-double since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // Encodes a split to a token directory unless one for this tokenizer is already there.
 void ensure_tokens(vq::VQModel& model, const std::string& tok_hash, const data::Dataset& ds,
@@ -51,7 +48,7 @@ void ensure_tokens(vq::VQModel& model, const std::string& tok_hash, const data::
               {"split", split},
               {"flipped", false}};
   data::save_token_dir(dir, set);
-  summary["tokens_" + split] = {{"path", dir}, {"reused", false}, {"seconds", since(t0)}};
+  summary["tokens_" + split] = {{"path", dir}, {"reused", false}, {"seconds", seconds_since(t0)}};
   log::info("demo: encoded ", ds.size(), " ", split, " images to ", dir);
 }
 
@@ -78,7 +75,7 @@ nlohmann::json train_stage(GeneratorStage stage, const DemoConfig& c, int64_t st
   auto r = train_generator(g, train, &val, stage == GeneratorStage::Baseline ? nullptr : &clusters, dir);
   return {{"path", r.model_path}, {"reused", false},  {"steps", r.steps},
           {"num_params", r.num_params}, {"final_loss", r.final_loss}, {"val_loss", r.val_loss},
-          {"tokens_per_s", r.tokens_per_s}, {"seconds", since(t0)}};
+          {"tokens_per_s", r.tokens_per_s}, {"seconds", seconds_since(t0)}};
 }
 
 }  // namespace
@@ -218,7 +215,7 @@ nlohmann::json run_demo(const DemoConfig& config) {
                                    w + "/stage2/model.safetensors", cl_path}, "ctf");
   if (c.baseline)
     summary["samples_baseline"] = sample({vq_path, w + "/baseline/model.safetensors", "", ""}, "baseline");
-  summary["seconds"] = since(start);
+  summary["seconds"] = seconds_since(start);
   fs::atomic_write_text(w + "/summary.json", summary.dump(2) + "\n");
   return summary;
 }

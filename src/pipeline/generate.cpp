@@ -9,23 +9,33 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/shape.h"
+#include "core/timer.h"
 #include "io/checkpoint.h"
-#include "io/torch_import.h"
 #include "io/tensor_hash.h"
+#include "io/torch_import.h"
 #include "sampling/ar_sampler.h"
 #include "sampling/fine_sampler.h"
 
 namespace ctfgen::pipeline {
 namespace {
 
-double since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 void check_hash(const io::Component& c, const std::string& tok_hash) {
   std::string h = c.meta.value("tokenizer_hash", std::string());
   CTFGEN_CHECK(h.empty() || h == tok_hash, c.path, ": was trained on tokens of another tokenizer (",
                h.substr(0, 12), "... vs ", tok_hash.substr(0, 12), "...)");
+}
+
+// A component's stored config; a bad one is an error in that file (exit 1), not a usage error.
+template <class Config>
+Config component_config(const io::Component& c) {
+  try {
+    auto config = Config::from_json(c.config);
+    config.validate();
+    return config;
+  } catch (const UsageError& e) {
+    throw Error(str_cat(c.path, ": bad ", c.kind, " config: ", e.what()));
+  }
 }
 
 }  // namespace
@@ -42,7 +52,7 @@ Generator load_generator(const GeneratorFiles& files) {
 
   auto gc = io::load_component_or_torch(files.model, "gpt");
   check_hash(gc, g.tokenizer_hash);
-  g.gpt = models::GPT(models::GPTConfig::from_json(gc.config));
+  g.gpt = models::GPT(component_config<models::GPTConfig>(gc));
   io::load_module_strict(*g.gpt, gc.file);
   g.gpt->eval();
   g.files["model"] = {{"path", files.model}, {"sha256", fs::sha256_file(files.model)}};
@@ -80,7 +90,7 @@ Generator load_generator(const GeneratorFiles& files) {
                files.clusters);
   CTFGEN_CHECK(gpt_ch.empty() || gpt_ch == ch, files.model,
                ": was trained with another cluster file than ", files.clusters);
-  g.aux = models::Aux(models::AuxConfig::from_json(ac.config));
+  g.aux = models::Aux(component_config<models::AuxConfig>(ac));
   io::load_module_strict(*g.aux, ac.file);
   g.aux->eval();
   const auto& acfg = g.aux->config();
@@ -136,13 +146,13 @@ GenerateResult generate(Generator& g, const at::Tensor& labels, const GenerateCo
       last = done;
     };
     auto s1 = sampling::sample_ar(g.gpt, y, config.stage1, rng, cb);
-    r.seconds_stage1 += since(t0);
+    r.seconds_stage1 += seconds_since(t0);
     stage1_out.push_back(s1);
     if (g.mode == "ctf") {
       t0 = std::chrono::steady_clock::now();
       fine_out.push_back(sampling::sample_fine(g.aux, s1, y, config.stage2, rng,
                                                config.restrict_to_cluster ? &g.member_mask : nullptr));
-      r.seconds_stage2 += since(t0);
+      r.seconds_stage2 += seconds_since(t0);
     } else {
       fine_out.push_back(s1);
     }
@@ -153,7 +163,7 @@ GenerateResult generate(Generator& g, const at::Tensor& labels, const GenerateCo
   if (g.mode == "ctf") r.coarse = torch::cat(stage1_out).view(shape);
   auto t0 = std::chrono::steady_clock::now();
   r.images = decode_tokens(g, r.fine);
-  r.seconds_decode = since(t0);
+  r.seconds_decode = seconds_since(t0);
   if (config.coarse_preview && g.mode == "ctf") {
     // The coarse map rendered through the (re-normalised) cluster centroids.
     torch::NoGradGuard no_grad;

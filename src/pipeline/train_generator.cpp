@@ -7,10 +7,12 @@
 #include "core/error.h"
 #include "core/json_config.h"
 #include "core/log.h"
+#include "core/timer.h"
 #include "io/checkpoint.h"
 #include "io/tensor_hash.h"
 #include "models/aux_model.h"
 #include "models/gpt.h"
+#include "nn/autocast.h"
 
 namespace ctfgen::pipeline {
 
@@ -35,7 +37,8 @@ nlohmann::json GeneratorTrainConfig::to_json() const {
           {"model_overrides", model_overrides}, {"batch_size", batch_size},
           {"optim", optim.to_json()},         {"trainer", trainer.to_json()},
           {"ema_decay", ema_decay},           {"val_batches", val_batches},
-          {"val_every", val_every},           {"coarse_noise", coarse_noise}};
+          {"val_every", val_every},           {"coarse_noise", coarse_noise},
+          {"amp", amp}};
 }
 
 GeneratorTrainConfig GeneratorTrainConfig::from_json(const nlohmann::json& j) {
@@ -56,6 +59,7 @@ GeneratorTrainConfig GeneratorTrainConfig::from_json(const nlohmann::json& j) {
   f.get("val_batches", c.val_batches);
   f.get("val_every", c.val_every);
   f.get("coarse_noise", c.coarse_noise);
+  f.get("amp", c.amp);
   f.finish();
   c.validate();
   return c;
@@ -73,6 +77,7 @@ void GeneratorTrainConfig::validate() const {
                      "coarse_noise must be in [0, 1), got ", coarse_noise);
   CTFGEN_CHECK_USAGE(stage == GeneratorStage::Aux || coarse_noise == 0.0,
                      "coarse_noise applies to the aux stage only");
+  nn::parse_amp(amp);
   optim.validate();
   trainer.validate();
 }
@@ -184,7 +189,10 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
   }
   if (val_set)
     CTFGEN_CHECK(val_set->meta.value("tokenizer_hash", std::string()) == tok_hash,
-                 "the validation tokens come from another tokenizer than the training tokens");
+                 "the validation tokens (tokenizer ",
+                 val_set->meta.value("tokenizer_hash", std::string("?")).substr(0, 12),
+                 "...) come from another tokenizer than the training tokens (", tok_hash.substr(0, 12),
+                 "...)");
   const int64_t V = train_set.meta.at("codebook_size").get<int64_t>();
   const int64_t T = train_set.codes.size(1) * train_set.codes.size(2);
   const int64_t classes = std::max(num_classes_of(train_set), val_set ? num_classes_of(*val_set) : 0);
@@ -233,6 +241,7 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
   const int64_t N = train.inputs.size(0);
   const int64_t B = std::min(config.batch_size, N);
   const int64_t K = clusters ? clusters->num_clusters() : 0;
+  const auto amp = nn::parse_amp(config.amp);
   auto t0 = std::chrono::steady_clock::now();
   int64_t steps_here = 0;
   double window_loss = 0;
@@ -246,7 +255,11 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
       auto noise = torch::randint(K, inputs.sizes(), trainer.generator(), torch::kLong);
       inputs = torch::where(flip, noise, inputs);
     }
-    auto loss = net.loss(inputs, train.targets.index_select(0, idx), train.labels.index_select(0, idx));
+    at::Tensor loss;
+    {
+      nn::AutocastGuard autocast(torch::kCPU, amp);
+      loss = net.loss(inputs, train.targets.index_select(0, idx), train.labels.index_select(0, idx));
+    }
     opt.zero_grad();
     loss.backward();
     double lv = loss.item<double>();
@@ -271,7 +284,7 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
       window_n = 1;
     }
   }
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double secs = seconds_since(t0);
   trainer.finish();
 
   GeneratorTrainResult r;

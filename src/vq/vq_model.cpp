@@ -5,8 +5,8 @@
 #include "core/rng.h"
 #include "core/shape.h"
 #include "io/checkpoint.h"
-#include "io/torch_import.h"
 #include "io/tensor_hash.h"
+#include "io/torch_import.h"
 
 namespace ctfgen::vq {
 

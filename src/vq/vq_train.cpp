@@ -11,9 +11,10 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/json_config.h"
-#include "core/rng.h"
 #include "core/log.h"
+#include "core/rng.h"
 #include "core/shape.h"
+#include "core/timer.h"
 #include "eval/image_metrics.h"
 #include "io/image_grid.h"
 #include "io/image_io.h"
@@ -124,7 +125,7 @@ VQEvalResult evaluate_vq(VQModel& model, const at::Tensor& images, int64_t batch
     auto x = images.slice(0, i, std::min(n, i + batch_size)).to(torch::kFloat);
     auto out = model(x);
     counts += eval::code_counts(out.indices, model->config.codebook_size);
-    auto a = eval::to_uint8(x), b = eval::to_uint8(out.recon);
+    auto a = io::to_uint8(x), b = io::to_uint8(out.recon);
     psnr_sum += eval::psnr_per_image(a, b).sum().item<double>();
     if (ssim_ok) ssim_sum += eval::ssim_per_image(a, b).sum().item<double>();
     mse_sum += (out.recon - x).pow(2).flatten(1).mean(1).sum().item<double>();
@@ -265,8 +266,7 @@ VQTrainResult train_vq(const VQTrainConfig& config, const at::Tensor& train_imag
     if (config.sample_every > 0 && trainer.step() % config.sample_every == 0)
       write_recon_grid(model, sample_images, out_dir, trainer.step());
   }
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = seconds_since(t0);
   trainer.finish();
   result.steps = trainer.step();
   result.train_seconds = secs;

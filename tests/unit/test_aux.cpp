@@ -19,10 +19,6 @@ void randomise_output(Aux& m, uint64_t seed) {
   auto gen = make_generator(seed);
   m->output->weight.normal_(0.0, 0.5, gen);
 }
-at::Tensor random_tokens(int64_t B, int64_t T, int64_t V, uint64_t seed) {
-  auto gen = make_generator(seed);
-  return torch::randint(V, {B, T}, gen, torch::kLong);
-}
 }  // namespace
 
 TEST(AuxConfig, CountsAndJson) {

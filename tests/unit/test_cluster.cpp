@@ -489,6 +489,26 @@ TEST(ClusterRedundancy, BookkeepingWithToyCallbacks) {
   strict.add_variant("pairs", pairs);
   strict.add_batch(decode(codes));
   EXPECT_EQ(strict.results_json()["rows"][1]["frac_changed"].get<double>(), 1.0);
+
+  // Set-level metrics see all images of a row at once: here the distance between the feature
+  // means (0 for identical sets), as FID would be computed from features.
+  RedundancyTest sets(cb, RedundancyConfig{}, encode, decode, score);
+  sets.set_set_metrics(
+      [](const at::Tensor& x) { return x.reshape({x.size(0), -1}); },
+      [](const at::Tensor& a, const at::Tensor& ref) {
+        EXPECT_EQ(a.size(0), 10);
+        return std::map<std::string, double>{
+            {"mean_gap", (a.mean(0) - ref.mean(0)).norm().item<double>()}};
+      });
+  sets.add_variant("singletons", singletons);
+  sets.add_variant("pairs random", random_control(pairs, cb, 0));
+  sets.add_batch(decode(codes).slice(0, 0, 4));
+  sets.add_batch(decode(codes).slice(0, 4, 10));
+  auto sr = sets.results_json()["rows"];
+  EXPECT_NEAR(sr[0]["vs_original"]["mean_gap"].get<double>(), 0.0, 1e-6);
+  EXPECT_NEAR(sr[1]["vs_reconstruction"]["mean_gap"].get<double>(), 0.0, 1e-6);
+  EXPECT_GT(sr[2]["vs_original"]["mean_gap"].get<double>(), 1e-3);
+  EXPECT_NE(sets.table().find("mean_gap/orig"), std::string::npos);
 }
 
 }  // namespace

@@ -19,15 +19,6 @@ at::Tensor random_image(int64_t h, int64_t w, int64_t c, uint64_t seed) {
   return torch::randint(0, 256, {h, w, c}, g, torch::kUInt8);
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 }  // namespace
 

@@ -7,13 +7,14 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "eval/image_metrics.h"
+#include "io/image_io.h"
 #include "test_util.h"
 
 namespace ctfgen::test {
 
 TEST(ImageMetrics, ToUint8UsesLlamaGenRule) {
   auto x = torch::tensor({-2.0f, -1.0f, 0.0f, 0.5f, 0.999f, 1.0f, 3.0f});
-  auto u = eval::to_uint8(x);
+  auto u = io::to_uint8(x);
   // clamp(127.5 x + 128, 0, 255) truncated: -1 -> 0.5 -> 0; 0 -> 128; 0.5 -> 191.75 -> 191.
   std::vector<int> expect{0, 0, 128, 191, 255, 255, 255};
   for (size_t i = 0; i < expect.size(); ++i)

@@ -26,6 +26,8 @@ bool have_torchvision() {
   return ok == 1;
 }
 
+}  // namespace
+
 // One Python export shared by the suite (it builds two Inception models: a few seconds).
 class InceptionOracle : public ::testing::Test {
  protected:
@@ -70,8 +72,6 @@ class InceptionOracle : public ::testing::Test {
 std::unique_ptr<TempDir> InceptionOracle::dir_;
 bool InceptionOracle::export_ok_ = false;
 std::string InceptionOracle::export_log_;
-
-}  // namespace
 
 TEST_F(InceptionOracle, TorchvisionVariantMatchesTorchvision) {
   check_variant("torchvision", 1000);

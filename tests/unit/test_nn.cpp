@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "nn/autocast.h"
 #include "nn/decode_attention.h"
 #include "nn/layers.h"
 #include "nn/rope.h"
@@ -178,6 +179,26 @@ TEST(NnLabelEmbedder, DropsLabelsToNullOnlyInTraining) {
   EXPECT_GT(frac, 0.4);
   EXPECT_LT(frac, 0.6);
   EXPECT_THROW(emb(torch::full({1}, 11, torch::kLong)), Error);
+}
+
+TEST(Autocast, Bf16GuardCastsMatmulsAndRestoresState) {
+  auto x = torch::randn({4, 8});
+  torch::nn::Linear lin(8, 3);
+  EXPECT_EQ(lin(x).scalar_type(), torch::kFloat);
+  at::Tensor y;
+  {
+    AutocastGuard amp(torch::kCPU, parse_amp("bf16"));
+    y = lin(x);
+    EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
+    {
+      AutocastGuard off(torch::kCPU, parse_amp("off"));  // a no-op guard keeps the outer state
+      EXPECT_EQ(lin(x).scalar_type(), torch::kBFloat16);
+    }
+  }
+  EXPECT_EQ(lin(x).scalar_type(), torch::kFloat);  // restored on exit
+  EXPECT_TRUE(all_close(y.to(torch::kFloat), lin(x), 2e-2, 2e-2));
+  EXPECT_THROW(parse_amp("fp8"), UsageError);
+  EXPECT_THROW(AutocastGuard(torch::kCPU, parse_amp("fp16")), UsageError);
 }
 
 }  // namespace ctfgen::test

@@ -12,27 +12,11 @@
 namespace ctfgen::test {
 namespace {
 
-struct Case {
-  std::string name;
-  at::ScalarType type;
-  std::vector<int64_t> shape;
-};
 // Must match CASES in tests/python/npy_interop.py.
-const std::vector<Case> kCases = {
+const std::vector<DtypeCase> kNpyCases = {
     {"f4", at::kFloat, {2, 3}}, {"f8", at::kDouble, {5}}, {"f2", at::kHalf, {3, 2, 2}}, {"i8", at::kLong, {4}},
     {"i4", at::kInt, {2, 2}},   {"i2", at::kShort, {3}},  {"i1", at::kChar, {6}},      {"u1", at::kByte, {2, 3}},
     {"b1", at::kBool, {7}},     {"scalar", at::kFloat, {}}, {"empty", at::kFloat, {0, 3}}};
-
-at::Tensor value(at::ScalarType type, const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (auto d : shape) n *= d;
-  auto a = torch::arange(n, torch::kLong);
-  at::Tensor v;
-  if (type == at::kByte) v = (a % 251).to(type);
-  else if (type == at::kBool) v = (a % 3) == 0;
-  else v = (a % 7 - 3).to(type);
-  return v.reshape(shape);
-}
 
 std::vector<uint8_t> with_header(const std::string& header, size_t data_bytes, int major = 1) {
   std::vector<uint8_t> out = {0x93, 'N', 'U', 'M', 'P', 'Y', static_cast<uint8_t>(major), 0};
@@ -60,8 +44,8 @@ std::string npy_error(const std::vector<uint8_t>& b) {
 }  // namespace
 
 TEST(Npy, RoundTripEveryDtype) {
-  for (const auto& c : kCases) {
-    auto v = value(c.type, c.shape);
+  for (const auto& c : kNpyCases) {
+    auto v = patterned_tensor(c.type, c.shape);
     auto bytes = io::serialize_npy(v);
     EXPECT_EQ(bytes[6], 1);
     auto back = io::parse_npy(bytes.data(), bytes.size(), c.name);
@@ -144,14 +128,14 @@ TEST(Npy, NumpyInteropBothWays) {
   const std::string script = "/usr/bin/python3 " + source_dir() + "/tests/python/npy_interop.py ";
   auto r = run_shell(script + "write " + py.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const auto& c : kCases) {
+  for (const auto& c : kNpyCases) {
     auto t = io::load_npy(py.file(c.name + ".npy"));
     EXPECT_EQ(t.scalar_type(), c.type) << c.name;
-    EXPECT_TRUE(torch::equal(t, value(c.type, c.shape))) << c.name;
-    io::save_npy(ours.file(c.name + ".npy"), value(c.type, c.shape));
+    EXPECT_TRUE(torch::equal(t, patterned_tensor(c.type, c.shape))) << c.name;
+    io::save_npy(ours.file(c.name + ".npy"), patterned_tensor(c.type, c.shape));
   }
   for (const std::string v : {"f4_v2", "f4_v3"})
-    EXPECT_TRUE(torch::equal(io::load_npy(py.file(v + ".npy")), value(at::kFloat, {2, 3}))) << v;
+    EXPECT_TRUE(torch::equal(io::load_npy(py.file(v + ".npy")), patterned_tensor(at::kFloat, {2, 3}))) << v;
   EXPECT_THROW(io::load_npy(py.file("fortran.npy")), Error);
   EXPECT_THROW(io::load_npy(py.file("bigendian.npy")), Error);
   r = run_shell(script + "check " + ours.path());

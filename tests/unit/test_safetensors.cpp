@@ -11,32 +11,16 @@
 namespace ctfgen::test {
 namespace {
 
-struct Case {
-  std::string name;
-  at::ScalarType type;
-  std::vector<int64_t> shape;
-};
 // Must match CASES in tests/python/safetensors_interop.py.
-const std::vector<Case> kCases = {
+const std::vector<DtypeCase> kStCases = {
     {"f64", at::kDouble, {5}},   {"f32", at::kFloat, {2, 3}}, {"f16", at::kHalf, {3, 2}}, {"bf16", at::kBFloat16, {4}},
     {"i64", at::kLong, {3}},     {"i32", at::kInt, {2, 2}},   {"i16", at::kShort, {3}},   {"i8", at::kChar, {6}},
     {"u8", at::kByte, {2, 3}},   {"bool", at::kBool, {7}},    {"scalar", at::kFloat, {}}, {"empty", at::kFloat, {0, 3}}};
 const io::Metadata kMeta = {{"format", "ctfgen"}, {"note", "h\xc3\xa9llo \"quoted\""}};
 
-at::Tensor value(at::ScalarType type, const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (auto d : shape) n *= d;
-  auto a = torch::arange(n, torch::kLong);
-  at::Tensor v;
-  if (type == at::kByte) v = (a % 251).to(type);
-  else if (type == at::kBool) v = (a % 3) == 0;
-  else v = (a % 7 - 3).to(type);
-  return v.reshape(shape);
-}
-
 io::NamedTensors all_cases() {
   io::NamedTensors out;
-  for (const auto& c : kCases) out.emplace_back(c.name, value(c.type, c.shape));
+  for (const auto& c : kStCases) out.emplace_back(c.name, patterned_tensor(c.type, c.shape));
   return out;
 }
 
@@ -72,19 +56,19 @@ TEST(Safetensors, RoundTripEveryDtypeAndMetadata) {
   EXPECT_EQ((8 + n) % 8, 0u);  // data section aligned to 8 bytes
   auto f = io::parse_safetensors(bytes.data(), bytes.size(), "mem");
   EXPECT_EQ(f.metadata, kMeta);
-  ASSERT_EQ(f.tensors.size(), kCases.size());
-  for (const auto& c : kCases) {
+  ASSERT_EQ(f.tensors.size(), kStCases.size());
+  for (const auto& c : kStCases) {
     const auto& t = f.get(c.name);
     EXPECT_EQ(t.scalar_type(), c.type) << c.name;
     EXPECT_EQ(t.sizes(), c10::IntArrayRef(c.shape)) << c.name;
-    EXPECT_TRUE(torch::equal(t, value(c.type, c.shape))) << c.name;
+    EXPECT_TRUE(torch::equal(t, patterned_tensor(c.type, c.shape))) << c.name;
   }
   EXPECT_THROW(f.get("nope"), Error);
   TempDir d;
   io::save_safetensors(d.file("a.safetensors"), tensors, {});
   auto g = io::load_safetensors(d.file("a.safetensors"));
   EXPECT_TRUE(g.metadata.empty());
-  EXPECT_TRUE(torch::equal(g.get("bf16"), value(at::kBFloat16, {4})));
+  EXPECT_TRUE(torch::equal(g.get("bf16"), patterned_tensor(at::kBFloat16, {4})));
   // Writer errors.
   EXPECT_THROW(io::serialize_safetensors({{"a", torch::zeros({1})}, {"a", torch::zeros({1})}}, {}), Error);
   EXPECT_THROW(io::serialize_safetensors({{"__metadata__", torch::zeros({1})}}, {}), Error);
@@ -160,10 +144,10 @@ TEST(Safetensors, PythonInteropBothWays) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto f = io::load_safetensors(d.file("py.safetensors"));
   EXPECT_EQ(f.metadata, kMeta);
-  for (const auto& c : kCases) {
+  for (const auto& c : kStCases) {
     ASSERT_TRUE(f.has(c.name)) << c.name;
     EXPECT_EQ(f.get(c.name).scalar_type(), c.type) << c.name;
-    EXPECT_TRUE(torch::equal(f.get(c.name), value(c.type, c.shape))) << c.name;
+    EXPECT_TRUE(torch::equal(f.get(c.name), patterned_tensor(c.type, c.shape))) << c.name;
   }
   io::save_safetensors(d.file("ours.safetensors"), all_cases(), kMeta);
   r = run_shell(script + "check " + d.file("ours.safetensors"));

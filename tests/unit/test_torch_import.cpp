@@ -125,15 +125,6 @@ io::TorchStateDict read_mem(const Bytes& zip, const io::TorchReadOptions& opt = 
   return io::read_torch_state_dict_from_memory(zip.data(), zip.size(), "test.pt", opt);
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 // {"model": OrderedDict(w=tensor(storage 0, [2, 3]), b=tensor(storage 0, offset 4, [2])), "steps": 5}
 Bytes good_pickle() {

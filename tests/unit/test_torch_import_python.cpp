@@ -8,13 +8,23 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <cstring>
+#include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "cluster/clustering.h"
 #include "core/error.h"
+#include "core/rng.h"
+#include "data/token_dir.h"
 #include "io/checkpoint.h"
+#include "io/image_io.h"
 #include "io/torch_import.h"
+#include "models/gpt.h"
+#include "pipeline/generate.h"
+#include "pipeline/train_generator.h"
 #include "test_util.h"
+#include "vq/vq_model.h"
 
 namespace ctfgen::test {
 namespace {
@@ -192,6 +202,118 @@ TEST_F(TorchImportPython, CliWritesAComponentAndPtLoadsWhereAComponentIsExpected
   EXPECT_NE(r.err.find("expected a LlamaGen GPT but found a VQ tokenizer"), std::string::npos) << r.err;
   r = run_cli({"import-llamagen", file("vq_tiny.pt"), "--out", d.file("v.safetensors"), "--image-size", "-3"});
   EXPECT_EQ(r.exit_code, 2);
+}
+
+// Reads the raw little-endian float32 file llamagen_reference.py writes.
+at::Tensor read_f32(const std::string& path, std::vector<int64_t> shape) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto t = torch::empty(shape, torch::kFloat);
+  EXPECT_EQ(bytes.size(), static_cast<size_t>(t.numel()) * 4) << path;
+  std::memcpy(t.data_ptr<float>(), bytes.data(), std::min<size_t>(bytes.size(), t.numel() * 4));
+  return t;
+}
+
+// max |a - b| / max |b|: the relative error the issue bounds by 1e-4.
+double rel_err(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+}
+
+const std::string kReference = source_dir() + "/tests/python/llamagen_reference.py";
+
+// The imported tokenizer decodes fixed tokens like a float64 PyTorch forward written from the
+// architecture description (not from our code).
+TEST_F(TorchImportPython, ImportedVQDecodeMatchesPythonReference) {
+  TempDir d;
+  auto r = run_shell("/usr/bin/python3 '" + kReference + "' vq-decode '" + file("vq_tiny.pt") +
+                     "' --grid 3 --batch 2 --out '" + d.file("ref.f32") + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto vq = vq::load_vq(file("vq_tiny.pt"));
+  vq->eval();
+  const int64_t V = vq->config.codebook_size;
+  auto i = torch::arange(9, torch::kLong);
+  auto idx = torch::stack({(7 * i + 3) % V, (131 + 7 * i + 3) % V}).reshape({2, 3, 3});
+  auto ours = vq::decode_from_indices(vq, idx);
+  ASSERT_EQ(ours.sizes(), (std::vector<int64_t>{2, 3, 48, 48}));
+  auto ref = read_f32(d.file("ref.f32"), {2, 3, 48, 48});
+  EXPECT_LE(rel_err(ours, ref), 1e-4);
+  // The comparison can fail: another token map gives a different image.
+  EXPECT_GT(rel_err(vq::decode_from_indices(vq, (idx + 1) % V), ref), 1e-2);
+}
+
+// GPT logits of the imported c2i checkpoint, through the full forward and through the KV cache.
+TEST_F(TorchImportPython, ImportedGPTLogitsMatchPythonReference) {
+  TempDir d;
+  const int64_t B = 2, S = 9;
+  auto r = run_shell("/usr/bin/python3 '" + kReference + "' gpt-logits '" + file("c2i_tiny_384.pt") +
+                     "' --block-size 576 --n-head 2 --seq 9 --batch 2 --out '" + d.file("ref.f32") + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto c = io::load_component_or_torch(file("c2i_tiny_384.pt"), "gpt");
+  models::GPT gpt(models::GPTConfig::from_json(c.config));
+  io::load_module_strict(*gpt, c.file);
+  gpt->eval();
+  torch::NoGradGuard ng;
+  const int64_t V = gpt->config().vocab_size, classes = gpt->config().num_classes;
+  auto t = torch::arange(S, torch::kLong);
+  auto tokens = torch::stack({(13 * t + 5) % V, (97 + 13 * t + 5) % V});
+  auto labels = torch::tensor({int64_t{0}, 3 % classes}, torch::kLong);
+  auto ref = read_f32(d.file("ref.f32"), {B, S + 1, V});
+  auto full = gpt->forward_full(tokens, labels);
+  EXPECT_LE(rel_err(full, ref), 1e-4);
+
+  gpt->setup_cache(B, torch::kFloat);
+  std::vector<at::Tensor> steps{gpt->prefill(labels)};
+  for (int64_t p = 1; p <= S; ++p) steps.push_back(gpt->decode_step(tokens.select(1, p - 1), p));
+  EXPECT_LE(rel_err(torch::stack(steps, 1), ref), 1e-4);
+  EXPECT_GT(rel_err(gpt->forward_full(tokens.flip(1), labels), ref), 1e-2);
+}
+
+// The paper's pipeline starts from LlamaGen's tokenizer: encode, cluster, train stage 1, stage 2
+// and sample, all straight from the .pt file; and the imported GPT samples as a baseline.
+TEST_F(TorchImportPython, PipelineRunsOnImportedTokenizerAndGPT) {
+  TempDir d;
+  auto vq = vq::load_vq(file("vq_tiny.pt"));
+  vq->eval();
+  auto gen = make_generator(3);
+  auto x = torch::rand({24, 3, 32, 32}, gen) * 2 - 1;
+  data::TokenSet train;
+  train.codes = vq::encode_to_indices(vq, x).to(torch::kInt);
+  ASSERT_EQ(train.codes.sizes(), (std::vector<int64_t>{24, 2, 2}));
+  train.labels = torch::arange(24, torch::kLong) % 2;
+  const std::string hash = vq::vq_tokenizer_hash(vq);
+  train.meta = {{"tokenizer_hash", hash}, {"codebook_size", 64}, {"grid_h", 2}, {"grid_w", 2},
+                {"num_classes", 2}};
+  auto cb = cluster::load_codebook(file("vq_tiny.pt"));
+  EXPECT_EQ(cb.tokenizer_hash, hash);
+  cluster::ClusterConfig cc;
+  cc.k = 4;
+  auto clusters = cluster::cluster_codebook(cb.normalized, cc, cb.tokenizer_hash).map;
+  clusters.save(d.file("clusters.safetensors"));
+
+  pipeline::GeneratorTrainConfig g;
+  g.preset = "tiny";
+  g.batch_size = 8;
+  g.trainer.steps = 2;
+  g.trainer.checkpoint_every = 0;
+  g.val_batches = 0;
+  auto s1 = pipeline::train_generator(g, train, nullptr, &clusters, d.file("stage1"));
+  g.stage = pipeline::GeneratorStage::Aux;
+  auto s2 = pipeline::train_generator(g, train, nullptr, &clusters, d.file("stage2"));
+  auto ctf = pipeline::load_generator({file("vq_tiny.pt"), s1.model_path, s2.model_path,
+                                       d.file("clusters.safetensors")});
+  pipeline::GenerateConfig gen_cfg;
+  auto rng = make_generator(1);
+  auto out = pipeline::generate(ctf, torch::tensor({int64_t{0}, int64_t{1}}), gen_cfg, rng, false);
+  EXPECT_EQ(out.images.sizes(), (std::vector<int64_t>{2, 3, 32, 32}));
+
+  // Baseline sampling with the imported c2i GPT (24 x 24 tokens) and the imported decoder.
+  auto r = run_cli({"sample", "--tokenizer", file("vq_tiny.pt"), "--model", file("c2i_tiny_384.pt"),
+                    "--class", "1", "--n", "1", "--out", d.file("sample"), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto side = nlohmann::json::parse(r.out);
+  EXPECT_EQ(side["mode"], "baseline");
+  auto img = io::read_image(d.file("sample/images/0000_class1.png"), 3);
+  EXPECT_EQ(img.size(0), 384);
 }
 
 // Full-size VQ-16 and GPT-B files (~290 MB and ~440 MB): detection names the presets.
