@@ -97,6 +97,9 @@ void add_flags(CLI::App& app, Options& o) {
                  "OMP_WAIT_POLICY for every case and the Python reference: passive, active or "
                  "inherit (spinning barriers collapse on a loaded machine)")
       ->capture_default_str();
+  app.add_flag("--plain-kernels", c.plain_kernels,
+               "Run every case without the decode-step kernels (fused single-query attention, "
+               "thin-product linear): the figures before that optimisation");
   app.add_option("--device", o.device, "cpu (the only device ctfgen supports so far)")
       ->capture_default_str();
   app.add_flag("--json", o.json, "Print the report as JSON instead of Markdown tables");

@@ -99,7 +99,8 @@ nlohmann::json BenchConfig::to_json() const {
           {"work_dir", work_dir},
           {"keep_work_dir", keep_work_dir},
           {"case_timeout_s", case_timeout_s},
-          {"omp_wait_policy", omp_wait_policy}};
+          {"omp_wait_policy", omp_wait_policy},
+          {"plain_kernels", plain_kernels}};
 }
 
 BenchConfig BenchConfig::from_json(const nlohmann::json& j) {
@@ -135,6 +136,7 @@ BenchConfig BenchConfig::from_json(const nlohmann::json& j) {
   f.get("keep_work_dir", c.keep_work_dir);
   f.get("case_timeout_s", c.case_timeout_s);
   f.get("omp_wait_policy", c.omp_wait_policy);
+  f.get("plain_kernels", c.plain_kernels);
   f.finish();
   return c;
 }

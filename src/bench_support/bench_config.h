@@ -56,6 +56,8 @@ struct BenchConfig {
                                        // reference: "passive", "active" or "inherit" (leave the
                                        // environment's). Spinning OpenMP barriers collapse when
                                        // other processes load the cores (docs/performance.md).
+  bool plain_kernels = false;          // every case without the decode-step kernels
+                                       // (nn/decode_attention.h): the "before" figures
 
   int64_t tokens() const { return grid * grid; }
   bool has_section(const std::string& s) const;

@@ -11,6 +11,7 @@
 #include "core/rng.h"
 #include "core/runtime.h"
 #include "io/checkpoint.h"
+#include "nn/decode_attention.h"
 #include "sampling/ar_sampler.h"
 #include "sampling/fine_sampler.h"
 #include "train/optim.h"
@@ -344,6 +345,7 @@ double forward_flops(const models::GPTConfig& c, int64_t B, int64_t S) {
 
 nlohmann::json run_case(const CaseSpec& spec) {
   spec.validate();
+  nn::set_decode_kernels_enabled(!spec.config.plain_kernels);
   if (spec.name == "sample") return case_sample(spec);
   if (spec.name == "export") return case_export(spec);
   if (spec.name == "train") return case_train(spec);

@@ -272,9 +272,13 @@ struct Driver {
           const bool python = with_python && in(py_presets, preset) && in(config.python_batches, b);
           auto s = spec("sample", preset);
           s.batch = b;
+          // The baseline loads the file the Python reference loads (the same random weights
+          // as random_gpt would draw; loading is not timed).
+          if (files.count(preset)) s.model_file = files.at(preset);
           runs[key(preset, b, "baseline")].push_back(run_case(s, "sample " + preset + " baseline" + rep));
           if (ctf) {
             s.method = "ctf";
+            s.model_file.clear();
             runs[key(preset, b, "ctf")].push_back(run_case(s, "sample " + preset + " ctf" + rep));
           }
           if (python)

@@ -1,8 +1,10 @@
 #include "nn/decode_attention.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -10,6 +12,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -19,6 +22,16 @@
 
 namespace ctfgen::nn {
 namespace decode_attention_impl {
+
+std::atomic<bool> kernels_on{true};
+
+bool cpu_autocast_on() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  return at::autocast::is_autocast_enabled(c10::DeviceType::CPU);
+#else
+  return at::autocast::is_cpu_enabled();
+#endif
+}
 
 struct Args {
   const float* q;   // [B*H, hd] contiguous
@@ -148,9 +161,12 @@ void rows_dispatch(const float* x, int64_t K, const float* W, float* y, int64_t 
 
 }  // namespace decode_attention_impl
 
+void set_decode_kernels_enabled(bool on) { decode_attention_impl::kernels_on = on; }
+bool decode_kernels_enabled() { return decode_attention_impl::kernels_on; }
+
 bool single_query_attention_supported(const at::Tensor& q, const at::Tensor& k,
                                       const at::Tensor& v) {
-  return q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && q.size(2) == 1 &&
+  return decode_kernels_enabled() && q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && q.size(2) == 1 &&
          q.scalar_type() == at::kFloat && k.scalar_type() == at::kFloat &&
          v.scalar_type() == at::kFloat && k.sizes() == v.sizes() && k.size(2) >= 1 &&
          q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3) &&
@@ -185,7 +201,9 @@ at::Tensor single_query_attention(const at::Tensor& q, const at::Tensor& k, cons
 
 bool small_rows_linear_supported(const at::Tensor& x, const at::Tensor& weight) {
 #if CTFGEN_X86_KERNELS
+  if (!decode_kernels_enabled()) return false;
   if (decode_attention_impl::isa() == decode_attention_impl::Isa::None) return false;
+  if (decode_attention_impl::cpu_autocast_on()) return false;
   if (x.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat) return false;
   if (!x.device().is_cpu() || !weight.device().is_cpu()) return false;
   if (weight.dim() != 2 || !weight.is_contiguous() || x.dim() < 1) return false;

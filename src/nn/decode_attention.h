@@ -12,6 +12,12 @@
 
 namespace ctfgen::nn {
 
+/// Process-wide switch of the decode-step kernels below (default on). Off, the model takes the
+/// plain libtorch path everywhere (torch::linear, matmul attention): `ctfgen bench
+/// --plain-kernels` measures the difference, and tests compare the two paths.
+void set_decode_kernels_enabled(bool on);
+bool decode_kernels_enabled();
+
 /// softmax(q k^T * scale) v for a single query per (b, h).
 /// q: [B, H, 1, hd]; k, v: [B, H, t, hd] (t >= 1; views into a cache are fine: the last
 /// dimension must be contiguous); all float32 -> [B, H, 1, hd] float32 (new tensor).
@@ -20,7 +26,7 @@ at::Tensor single_query_attention(const at::Tensor& q, const at::Tensor& k, cons
                                   double scale);
 
 /// True when single_query_attention accepts these tensors (float32, one query, unit stride on
-/// the head dimension).
+/// the head dimension) and decode_kernels_enabled().
 bool single_query_attention_supported(const at::Tensor& q, const at::Tensor& k,
                                       const at::Tensor& v);
 
@@ -28,8 +34,9 @@ bool single_query_attention_supported(const at::Tensor& q, const at::Tensor& k,
 constexpr int64_t kSmallLinearMaxRows = 4;
 
 /// True when small_rows_linear can run x W^T: float32 CPU tensors, W [N, K] contiguous, x [..., K]
-/// with 1 .. kSmallLinearMaxRows rows, no gradient required (autograd is not supported), and a CPU
-/// with AVX-512 F or AVX2 + FMA.
+/// with 1 .. kSmallLinearMaxRows rows, no gradient required (autograd is not supported), CPU
+/// autocast off (torch::linear would compute in the autocast dtype), a CPU with AVX-512 F or
+/// AVX2 + FMA, and decode_kernels_enabled().
 bool small_rows_linear_supported(const at::Tensor& x, const at::Tensor& weight);
 
 /// x W^T without bias. x: [..., K], weight: [N, K] -> [..., N]. Throws Error when

@@ -104,7 +104,7 @@ TEST(BenchSubprocess, CapturesOutputExitCodeAndPeakMemory) {
   if (big.ok()) {
     EXPECT_GT(big.max_rss_kib, 64 * 1024);
   }
-  auto t = subprocess::run({"/bin/sh", "-c", "sleep 5"}, {}, 0.2);
+  auto t = subprocess::run({"/bin/sh", "-c", "exec sleep 5"}, {}, 0.2);
   EXPECT_TRUE(t.timed_out);
   EXPECT_EQ(t.term_signal, 9);
   EXPECT_THROW(subprocess::run({"/no/such/program"}), Error);
