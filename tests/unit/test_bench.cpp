@@ -53,7 +53,9 @@ TEST(BenchConfig, JsonRoundTripAndDefaultsValidate) {
   EXPECT_NO_THROW(d.validate());
   EXPECT_EQ(d.tokens(), 256);
   auto c = bench_test::tiny_bench();
+  c.plain_kernels = true;
   auto back = bench::BenchConfig::from_json(c.to_json());
+  EXPECT_TRUE(back.plain_kernels);
   EXPECT_EQ(back.to_json(), c.to_json());
   bench::CaseSpec s;
   s.name = "decode";
@@ -188,7 +190,9 @@ TEST(BenchPythonReference, SameLogitsAndGreedyTokensAsCtfgen) {
   EXPECT_TRUE(greedy.equal(ours.get("greedy.tokens")));
 }
 
-TEST(BenchCli, TinyRunEmitsTheReportFields) {
+// Every section end to end: a dozen child processes (and five Python ones when torch is there),
+// so tens of seconds: labelled slow.
+TEST(BenchCliSlow, TinyRunEmitsTheReportFields) {
   auto args = bench_test::tiny_cli_args();
   args.push_back("--json");
   auto r = run_cli(args);
