@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/shape.h"
+#include "nn/decode_attention.h"
 #include "nn/rope.h"
 
 namespace ctfgen::models {
@@ -85,7 +86,7 @@ at::Tensor ClassTokenTransformer::run_blocks_cached(const at::Tensor& h, nn::KVC
 }
 
 at::Tensor ClassTokenTransformer::head(const at::Tensor& h) {
-  return output(norm(h)).to(torch::kFloat32);
+  return nn::linear_no_bias(norm(h), output->weight).to(torch::kFloat32);
 }
 
 ParamGroups weight_decay_groups(const torch::nn::Module& module) {

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/shape.h"
+#include "nn/decode_attention.h"
 #include "nn/rope.h"
 
 namespace ctfgen::nn {
@@ -39,7 +40,10 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t hidden, double p) {
 }
 
 at::Tensor FeedForwardImpl::forward(const at::Tensor& x) {
-  return ffn_dropout(w2(torch::silu(w1(x)) * w3(x)));
+  // linear_no_bias: the thin-product kernel at decode time, torch::linear otherwise.
+  return ffn_dropout(linear_no_bias(torch::silu(linear_no_bias(x, w1->weight)) *
+                                        linear_no_bias(x, w3->weight),
+                                    w2->weight));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -104,7 +108,7 @@ void AttentionImpl::project(const at::Tensor& x, const at::Tensor& rope_rows, at
   CTFGEN_CHECK(x.dim() == 3 && x.size(2) == dim, "Attention: x must be [B, S, ", dim, "], got ",
                shape_str(x.sizes()));
   const int64_t B = x.size(0), S = x.size(1);
-  auto parts = wqkv(x).split(dim, -1);  // q | k | v
+  auto parts = linear_no_bias(x, wqkv->weight).split(dim, -1);  // q | k | v
   q = apply_rope(parts[0].view({B, S, n_head, head_dim}), rope_rows).transpose(1, 2);
   k = apply_rope(parts[1].view({B, S, n_head, head_dim}), rope_rows).transpose(1, 2);
   v = parts[2].view({B, S, n_head, head_dim}).transpose(1, 2);
@@ -128,7 +132,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& rope_ro
   const int64_t B = x.size(0), S = x.size(1);
   if (mask.defined()) CTFGEN_CHECK_SHAPE(mask, {S, S}, "Attention mask");
   auto y = attend(q, k, v, mask).transpose(1, 2).reshape({B, S, dim});
-  return resid_dropout(wo(y));
+  return resid_dropout(linear_no_bias(y, wo->weight));
 }
 
 at::Tensor AttentionImpl::forward_cached(const at::Tensor& x, const at::Tensor& rope_rows,
@@ -149,8 +153,11 @@ at::Tensor AttentionImpl::forward_cached(const at::Tensor& x, const at::Tensor& 
   at::Tensor mask;  // a single query at position end-1 sees every cached position
   if (s > 1)
     mask = torch::ones({s, end}, torch::TensorOptions().dtype(torch::kBool)).tril(start_pos);
-  auto y = attend(q, keys.to(q.scalar_type()), vals.to(q.scalar_type()), mask);
-  return resid_dropout(wo(y.transpose(1, 2).reshape({B, s, dim})));
+  // One query (the decode step): a fused kernel instead of B*H small BLAS calls per product.
+  auto y = s == 1 && single_query_attention_supported(q, keys, vals)
+               ? single_query_attention(q, keys, vals, 1.0 / std::sqrt(double(head_dim)))
+               : attend(q, keys.to(q.scalar_type()), vals.to(q.scalar_type()), mask);
+  return resid_dropout(linear_no_bias(y.transpose(1, 2).reshape({B, s, dim}), wo->weight));
 }
 
 at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

@@ -28,7 +28,8 @@ at::Tensor top_p_filter(const at::Tensor& logits, double p);
 /// Sets logits where `allowed` is false to -inf. logits [..., V], allowed bool broadcastable.
 at::Tensor mask_to_members(const at::Tensor& logits, const at::Tensor& allowed);
 
-/// One token per row: multinomial over softmax(logits) drawn from `gen`, or the argmax.
+/// One token per row drawn from softmax(logits) with one uniform number per row from `gen`
+/// (inverse CDF), or the argmax.
 /// logits: [N, V] -> [N] int64. Throws if a row has no finite logit.
 at::Tensor sample(const at::Tensor& logits, at::Generator& gen, bool argmax = false);
 

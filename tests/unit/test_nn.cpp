@@ -2,11 +2,14 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <array>
 #include <cmath>
+#include <vector>
 
 #include "core/error.h"
 #include "core/rng.h"
 #include "nn/autocast.h"
+#include "nn/decode_attention.h"
 #include "nn/layers.h"
 #include "nn/rope.h"
 #include "test_util.h"
@@ -136,6 +139,98 @@ TEST(NnKvCache, RoundsToMultipleOf8AndCachedEqualsFull) {
   EXPECT_EQ(kv.layers[0].k.data_ptr(), kptr);  // written in place
   EXPECT_THROW(attn->forward_cached(x.narrow(1, 0, 1), rope.narrow(0, 0, 1), kv.layers[0], 8),
                Error);
+}
+
+// The decode-step kernel (one query per (b, h)) against the loop reference, on views into a
+// larger cache as the decode step passes them; head dims with and without a tail of 8.
+TEST(NnDecodeAttention, SingleQueryMatchesReferenceOnCacheViews) {
+  auto gen = make_generator(11);
+  for (auto [B, H, t, hd] : std::vector<std::array<int64_t, 4>>{
+           {1, 1, 1, 8}, {2, 3, 5, 16}, {3, 2, 40, 100}, {64, 4, 17, 12}}) {
+    auto cache_k = torch::randn({B + 1, H, t + 9, hd}, gen);
+    auto cache_v = torch::randn({B + 1, H, t + 9, hd}, gen);
+    auto k = cache_k.narrow(0, 0, B).narrow(2, 0, t);
+    auto v = cache_v.narrow(0, 0, B).narrow(2, 0, t);
+    auto q = torch::randn({B, 1, H, hd}, gen).transpose(1, 2);  // non-contiguous, as in decode
+    ASSERT_TRUE(single_query_attention_supported(q, k, v));
+    auto got = single_query_attention(q, k, v, 1.0 / std::sqrt(double(hd)));
+    EXPECT_EQ(got.sizes(), (std::vector<int64_t>{B, H, 1, hd}));
+    EXPECT_TRUE(all_close(got, attention_reference(q, k, v, at::Tensor()), 1e-5, 1e-6))
+        << B << " " << H << " " << t << " " << hd;
+  }
+  auto q = torch::randn({1, 2, 1, 8});
+  auto k = torch::randn({1, 2, 3, 8});
+  EXPECT_FALSE(single_query_attention_supported(q.to(torch::kBFloat16), k, k));
+  EXPECT_FALSE(single_query_attention_supported(torch::randn({1, 2, 2, 8}), k, k));
+  EXPECT_THROW(single_query_attention(q, k.to(torch::kDouble), k, 1.0), Error);
+}
+
+// The thin-product kernel of the decode step against torch::linear, for every row count it
+// takes, widths with and without a SIMD tail, and leading shapes [R, K] and [B, 1, K]; then the
+// cases it must refuse (so linear_no_bias falls back).
+TEST(NnDecodeAttention, SmallRowsLinearMatchesTorchLinear) {
+  auto gen = make_generator(12);
+  auto w0 = torch::randn({5, 8}, gen);
+  if (!small_rows_linear_supported(torch::randn({1, 8}, gen), w0))
+    GTEST_SKIP() << "no AVX2/AVX-512 on this CPU: the kernel is never used";
+  for (int64_t K : {8, 16, 37, 96, 130})
+    for (int64_t N : {1, 7, 64})
+      for (int64_t R = 1; R <= kSmallLinearMaxRows; ++R) {
+        auto w = torch::randn({N, K}, gen);
+        auto x = torch::randn({R, 1, K}, gen);
+        ASSERT_TRUE(small_rows_linear_supported(x, w));
+        auto got = small_rows_linear(x, w);
+        EXPECT_EQ(got.sizes(), (std::vector<int64_t>{R, 1, N}));
+        EXPECT_TRUE(all_close(got, torch::linear(x, w), 1e-5, 1e-5)) << K << " " << N << " " << R;
+        EXPECT_TRUE(all_close(linear_no_bias(x.view({R, K}), w), torch::linear(x.view({R, K}), w),
+                              1e-5, 1e-5));
+      }
+  auto x = torch::randn({5, 8}, gen);
+  EXPECT_FALSE(small_rows_linear_supported(x, w0));                       // 5 rows
+  EXPECT_TRUE(all_close(linear_no_bias(x, w0), torch::linear(x, w0), 1e-6, 1e-6));
+  auto x2 = torch::randn({2, 8}, gen);
+  EXPECT_FALSE(small_rows_linear_supported(x2, w0.t().contiguous().t()));  // strided weight
+  EXPECT_FALSE(small_rows_linear_supported(x2.to(torch::kDouble), w0.to(torch::kDouble)));
+  auto wg = w0.clone().requires_grad_(true);
+  EXPECT_FALSE(small_rows_linear_supported(x2, wg));  // training: autograd needs torch::linear
+  {
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(small_rows_linear_supported(x2, wg));
+  }
+  {
+    AutocastGuard amp(torch::kCPU, at::kBFloat16);
+    EXPECT_FALSE(small_rows_linear_supported(x2, w0));
+  }
+  set_decode_kernels_enabled(false);
+  EXPECT_FALSE(small_rows_linear_supported(x2, w0));
+  EXPECT_FALSE(single_query_attention_supported(torch::randn({1, 2, 1, 8}),
+                                                torch::randn({1, 2, 3, 8}),
+                                                torch::randn({1, 2, 3, 8})));
+  set_decode_kernels_enabled(true);
+  EXPECT_THROW(small_rows_linear(x, w0), Error);
+}
+
+// A cached attention layer stepping one position at a time gives the same outputs with the
+// decode-step kernels as with the plain libtorch path (batch 2: thin products, one query).
+TEST(NnDecodeAttention, KernelsOnAndOffGiveTheSameDecodeSteps) {
+  torch::manual_seed(5);
+  const int64_t B = 2, S = 9, D = 48;
+  Attention attn(D, 3, 0.0);
+  attn->eval();
+  torch::NoGradGuard g;
+  auto x = torch::randn({B, S, D});
+  auto rope = rope_table_2d(3, 16);
+  std::vector<at::Tensor> outs[2];
+  for (int plain = 0; plain < 2; ++plain) {
+    set_decode_kernels_enabled(plain == 0);
+    auto kv = KVCache::allocate(1, B, 3, S, 16, torch::kFloat32);
+    for (int64_t p = 0; p < S; ++p)
+      outs[plain].push_back(
+          attn->forward_cached(x.narrow(1, p, 1), rope.narrow(0, p, 1), kv.layers[0], p));
+  }
+  set_decode_kernels_enabled(true);
+  for (int64_t p = 0; p < S; ++p)
+    EXPECT_TRUE(all_close(outs[0][p], outs[1][p], 1e-5, 1e-6)) << p;
 }
 
 TEST(NnLabelEmbedder, DropsLabelsToNullOnlyInTraining) {

@@ -1,0 +1,103 @@
+// Settings of `ctfgen bench` (issue #7): which models, batches and measurements, and the spec of
+// one benchmark case, which the bench runs in a child process of its own (the same binary with a
+// hidden `--case NAME --case-spec JSON`) so that each case's peak memory can be measured.
+//
+// Models are random-weight LlamaGen GPTs / CTF auxiliary models built from trunk presets
+// (models/model_config.h) with the token grid, vocabularies and class count set here. VQ decoding
+// is never part of a measurement (it is the same for CTF and the baseline).
+#pragma once
+#include <nlohmann/json.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sampling/sampling_config.h"
+
+namespace ctfgen::bench {
+
+/// Measurement groups, in the order they run.
+inline const std::vector<std::string>& all_sections() {
+  static const std::vector<std::string> s = {"sample", "python", "train", "decode", "forward"};
+  return s;
+}
+
+struct BenchConfig {
+  std::vector<std::string> presets{"small", "base"};  // trunk presets (model_config.h)
+  std::vector<int64_t> batches{1, 16, 64};  // images per sampling call (rows = 2x with guidance)
+  int64_t grid = 16;                   // token grid side: T = grid^2 tokens per image
+  int64_t vocab = 16384;               // V: baseline vocabulary and stage-2 output classes
+  int64_t coarse_vocab = 512;          // K: CTF stage-1 vocabulary and stage-2 input rows
+  std::string aux_preset = "same";     // stage-2 trunk preset; "same" = the stage-1 preset
+                                       // (the paper used a GPT-L-size 343M aux for B, L and XL)
+  double cfg_scale = 4.0;              // guidance of the AR loops (baseline and CTF stage 1)
+  double aux_cfg_scale = 1.0;          // stage-2 guidance; <= 1 = off (method.md 10.3 default)
+  double temperature = 1.0;            // both stages
+  int64_t top_k = 0;                   // both stages; 0 = off
+  int repeats = 3;                     // interleaved repeats of every timed case (median taken)
+  int warmup_steps = 8;                // untimed decode steps at the case's batch before timing
+  uint64_t seed = 0;                   // weights, labels and sampling
+  std::string python = "/usr/bin/python3";  // interpreter for the PyTorch reference
+  std::string python_script;           // bench/reference_sampler.py; "" = found automatically
+  std::vector<std::string> python_presets;  // presets compared with Python; empty = presets
+  std::vector<int64_t> python_batches{1, 64};
+  int64_t train_batch = 8;             // sequences per training step (each grid^2 tokens)
+  int train_iters = 1;                 // timed training steps per case run (after 1 untimed)
+  std::vector<std::string> decode_presets;  // presets of the decode-step sections; empty = presets
+  std::vector<int64_t> positions{1, 64, 128, 192, 256};  // decode positions (1 .. grid^2)
+  int decode_iters = 10;               // timed decode steps per position and repeat
+  int64_t forward_batch = 64;          // batch of the forward_full GFLOP/s measurement
+  std::vector<std::string> forward_presets;  // empty = presets
+  int64_t bandwidth_mib = 512;         // buffer of the memory-bandwidth probe
+  std::vector<std::string> sections = all_sections();  // which measurement groups to run
+  std::string work_dir;                // model files; "" = a fresh temporary directory, removed
+  bool keep_work_dir = false;
+  double case_timeout_s = 3600;        // a case (child process) running longer is killed
+  std::string omp_wait_policy = "passive";  // OMP_WAIT_POLICY of every case and of the Python
+                                       // reference: "passive", "active" or "inherit" (leave the
+                                       // environment's). Spinning OpenMP barriers collapse when
+                                       // other processes load the cores (docs/performance.md).
+  bool plain_kernels = false;          // every case without the decode-step kernels
+                                       // (nn/decode_attention.h): the "before" figures
+
+  int64_t tokens() const { return grid * grid; }
+  bool has_section(const std::string& s) const;
+  const std::vector<std::string>& python_presets_or_default() const;
+  const std::vector<std::string>& decode_presets_or_default() const;
+  const std::vector<std::string>& forward_presets_or_default() const;
+  /// Stage-1 / baseline sampling settings and stage-2 settings from the fields above.
+  sampling::SamplingConfig ar_sampling() const;
+  sampling::SamplingConfig aux_sampling() const;
+  /// Environment entries every child gets ("OMP_WAIT_POLICY=PASSIVE", or none for inherit).
+  std::vector<std::string> child_environment() const;
+
+  nlohmann::json to_json() const;
+  static BenchConfig from_json(const nlohmann::json& j);
+  void validate() const;  // throws UsageError naming the field and value
+};
+
+/// One benchmark case, run by run_case() (cases.h) in a child process.
+///   sample   images/s of `method` ("baseline" or "ctf") at `batch`
+///   export   writes the baseline GPT of `preset` to `out_dir` plus the logits check inputs and
+///            ctfgen's outputs (teacher-forced logits, greedy tokens)
+///   train    training tokens/s of the baseline GPT at config.train_batch
+///   decode   memory bandwidth, then decode-step times at config.positions for `batch` images
+///            (the bench uses batch 1: 2 rows with guidance)
+///   forward  fp32 GEMM peak, then forward_full GFLOP/s at config.forward_batch
+struct CaseSpec {
+  std::string name;
+  std::string preset;
+  std::string method = "baseline";
+  int64_t batch = 1;
+  std::string model_file;  // sample (baseline) / train: load this GPT file instead of random weights
+  std::string out_dir;     // export: where to write
+  BenchConfig config;
+
+  nlohmann::json to_json() const;
+  static CaseSpec from_json(const nlohmann::json& j);
+  void validate() const;
+};
+
+/// Names accepted by CaseSpec::name.
+const std::vector<std::string>& case_names();
+
+}  // namespace ctfgen::bench
