@@ -5,6 +5,7 @@
 # Usage: scripts/fuzz.sh <target|all> [seconds]     run (default 120 s per target)
 #        scripts/fuzz.sh build                       only build
 # Targets: safetensors npy idx image config torch_import
+# CTFGEN_FUZZ_NO_BUILD=1 runs the binaries already built (for parallel runs while sources change).
 # Corpora: fuzz/corpus/<target>/ (committed). A run fuzzes a working copy under build-fuzz/ and then
 # merges the new interesting inputs back into fuzz/corpus/<target>/ with libFuzzer's -merge=1 (only
 # inputs that add coverage are kept). Crashes are written to build-fuzz/artifacts/<target>/.
@@ -15,7 +16,7 @@ CXX=${CXX:-clang++}
 all_targets=(safetensors npy idx image config torch_import)
 lib_sources=(core/fs.cpp core/log.cpp core/shape.cpp io/safetensors.cpp io/npy.cpp io/idx.cpp
              io/image_io.cpp data/dataset.cpp io/zip_reader.cpp io/pickle_reader.cpp
-             io/torch_import.cpp)
+             io/torch_import.cpp io/checkpoint.cpp io/tensor_hash.cpp)
 flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize=vptr
        -fno-sanitize-recover=undefined -D_GLIBCXX_USE_CXX11_ABI=1 -DGLOG_CUSTOM_PREFIX_SUPPORT
        -I"$root/src" -isystem /usr/include/torch/csrc/api/include -isystem /usr/include/stb)
@@ -77,7 +78,7 @@ what=${1:-}
 secs=${2:-120}
 [[ -n "$what" ]] || { sed -n '5,7p' "$0" >&2; exit 2; }
 command -v "$CXX" >/dev/null || { echo "fuzz.sh: $CXX not found" >&2; exit 1; }
-build
+[[ "${CTFGEN_FUZZ_NO_BUILD:-0}" == 1 ]] || build
 [[ "$what" == build ]] && exit 0
 if [[ "$what" == all ]]; then targets=("${all_targets[@]}"); else targets=("$what"); fi
 status=0

@@ -129,6 +129,13 @@ void run(Options& o) {
     return;
   }
   if (o.no_python) o.config.python.clear();
+#ifdef CTFGEN_SOURCE_TREE
+  if (o.config.python_script.empty() &&
+      bench::find_reference_script(o.config, subprocess::self_exe()).empty()) {
+    const std::string in_tree = std::string(CTFGEN_SOURCE_TREE) + "/bench/reference_sampler.py";
+    if (fs::exists(in_tree)) o.config.python_script = in_tree;
+  }
+#endif
   o.config.validate();
   bench::RunOptions ro;
   ro.exe = subprocess::self_exe();

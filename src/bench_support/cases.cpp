@@ -324,8 +324,10 @@ int64_t decode_weight_bytes(const models::GPT& model, int64_t rows) {
   for (const auto& p : model->named_parameters()) {
     const auto& name = p.key();
     const auto& w = p.value();
-    if (name.rfind("tok_embeddings.", 0) == 0 || name.rfind("cls_embedding.", 0) == 0)
+    if (name.rfind("tok_embeddings.", 0) == 0)  // one looked-up row per sequence
       bytes += rows * w.size(1) * static_cast<int64_t>(w.element_size());
+    else if (name.rfind("cls_embedding.", 0) == 0)  // read by the prefill only
+      continue;
     else
       bytes += static_cast<int64_t>(w.nbytes());
   }

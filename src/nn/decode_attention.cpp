@@ -20,6 +20,13 @@
 #include "core/error.h"
 #include "core/shape.h"
 
+// GCC 12's own _mm512_reduce_add_ps reads an intentionally undefined register and warns
+// (-Wmaybe-uninitialized) where it is inlined; silenced for this file only (unity builds).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace ctfgen::nn {
 namespace decode_attention_impl {
 
@@ -255,3 +262,7 @@ at::Tensor linear_no_bias(const at::Tensor& x, const at::Tensor& weight) {
 }
 
 }  // namespace ctfgen::nn
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif

@@ -8,7 +8,7 @@
 namespace ctfgen::pipeline {
 
 struct DemoConfig {
-  std::string preset = "quick";   // "quick" (about 15 minutes on 2 cores) or "full"
+  std::string preset = "quick";   // "quick" (about 10 minutes on 2 cores) or "full" (docs/demo.md)
   std::string work_dir = "runs/demo";
   std::string dataset = "fashion-mnist";
   std::string dataset_path;       // "" = the dataset's default location
