@@ -207,19 +207,22 @@ std::string RedundancyTest::table() const {
   out += "\n";
   for (const auto& r : j["rows"]) {
     std::string k = r["k"].is_null() ? "-" : std::to_string(r["k"].get<int64_t>());
-    std::snprintf(buf, sizeof buf, "%-28s %-14s %6s %8.4f %8.4f %10.5f",
-                  r["name"].get<std::string>().substr(0, 28).c_str(),
+    // Long names (paths) keep their end, where the file name is.
+    std::string name = r["name"].get<std::string>();
+    if (name.size() > 28) name = ".." + name.substr(name.size() - 26);
+    std::snprintf(buf, sizeof buf, "%-28s %-14s %6s %8.4f %8.4f %10.5f", name.c_str(),
                   r["method"].get<std::string>().substr(0, 14).c_str(), k.c_str(),
                   r["frac_changed"].get<double>(), r["expected_frac_changed"].get<double>(),
                   r["mean_sq_code_dist"].get<double>());
     out += buf;
     for (auto& m : metrics) {
-      auto cell = [&](const char* key) {
-        return r[key].contains(m) ? r[key][m].get<double>() : std::nan("");
-      };
-      std::snprintf(buf, sizeof buf, " %10.4f %10.4f", cell("vs_original"),
-                    cell("vs_reconstruction"));
-      out += buf;
+      for (const char* key : {"vs_original", "vs_reconstruction"}) {
+        if (r[key].contains(m))
+          std::snprintf(buf, sizeof buf, " %10.4f", r[key][m].get<double>());
+        else
+          std::snprintf(buf, sizeof buf, " %10s", "-");  // e.g. the reconstruction vs itself
+        out += buf;
+      }
     }
     out += "\n";
   }

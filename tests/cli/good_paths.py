@@ -53,6 +53,11 @@ def check_redundancy(binary, d):
     saved = json.load(open(os.path.join(d, "red", "redundancy.json")))
     assert saved == out, "redundancy.json differs from --json output"
 
+    text = run(binary, common + ["--out", "red3"], d)  # the table: every row, no "nan" cells
+    for name in ("reconstruction", "random(clusters.safetensors)", "random(k2.safetensors)"):
+        assert name in text, (name, text)
+    assert "nan" not in text, text
+
     out = json.loads(run(binary, common + ["--out", "red2", "--json", "--no-random-control"], d))
     rows = out["rows"] if isinstance(out, dict) else out
     assert [r["name"] for r in rows] == ["reconstruction", "clusters.safetensors",

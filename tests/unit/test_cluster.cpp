@@ -483,6 +483,7 @@ TEST(ClusterRedundancy, BookkeepingWithToyCallbacks) {
   EXPECT_EQ(strip.sizes(), (std::vector<int64_t>{2, 3 * 2, 5 * 2}));
   EXPECT_EQ(test.strip_columns().size(), 5u);
   EXPECT_NE(test.table().find("pairs random"), std::string::npos);
+  EXPECT_EQ(test.table().find("nan"), std::string::npos) << test.table();  // "-" when missing
   // exclude-self changes every token of a pair clustering.
   cfg.exclude_self = true;
   RedundancyTest strict(cb, cfg, encode, decode, score);
