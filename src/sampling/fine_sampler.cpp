@@ -26,7 +26,7 @@ at::Tensor sample_fine(models::Aux& model, const at::Tensor& coarse, const at::T
                        const SamplingConfig& config, at::Generator& gen,
                        const at::Tensor* member_mask, int64_t chunk) {
   config.validate();
-  CTFGEN_CHECK(chunk >= 1, "sample_fine: chunk must be >= 1, got ", chunk);
+  CTFGEN_CHECK(chunk >= 0, "sample_fine: chunk must be >= 0 (0 = automatic), got ", chunk);
   const auto& mc = model->config();
   CTFGEN_CHECK(labels.dim() == 1 && labels.size(0) >= 1, "sample_fine: labels must be [B], got ",
                shape_str(labels.sizes()));
@@ -34,6 +34,8 @@ at::Tensor sample_fine(models::Aux& model, const at::Tensor& coarse, const at::T
   CTFGEN_CHECK(coarse.dim() == 2 && coarse.size(0) == B, "sample_fine: coarse must be [", B,
                ", T], got ", shape_str(coarse.sizes()));
   const int64_t T = coarse.size(1), K = mc.coarse_vocab, V = mc.fine_vocab;
+  const int64_t rows_per_image = (config.guidance() ? 2 : 1) * std::max<int64_t>(T, 1) * V;
+  if (chunk == 0) chunk = std::max<int64_t>(1, (int64_t{1} << 23) / rows_per_image);
   at::Tensor mask;
   if (member_mask) {
     mask = *member_mask;

@@ -16,10 +16,12 @@ namespace ctfgen::sampling {
 /// member_mask: [K, V] bool (true = fine code v belongs to cluster k) or nullptr
 /// -> fine tokens [B, T] int64 in [0, V). Deterministic for a given generator state.
 /// cfg_interval does not apply (one pass). Images are processed in chunks of `chunk` to bound
-/// the [rows, T, V] logits memory.
+/// the [rows, T, V] logits memory; 0 = automatic: as many images as keep the chunk's logits
+/// near 2^23 floats (32 MiB; 2 images at T 256 and V 16384), at least 1. Large chunks were
+/// slower, not faster: the logits, softmax and running sums stream through memory several times.
 at::Tensor sample_fine(models::Aux& model, const at::Tensor& coarse, const at::Tensor& labels,
                        const SamplingConfig& config, at::Generator& gen,
-                       const at::Tensor* member_mask = nullptr, int64_t chunk = 16);
+                       const at::Tensor* member_mask = nullptr, int64_t chunk = 0);
 
 /// The [K, V] bool membership mask from a coarse map coarse_of [V] (int, values in [0, K)).
 at::Tensor member_mask_from_coarse_of(const at::Tensor& coarse_of, int64_t K);

@@ -226,6 +226,11 @@ TEST(FineSampler, ClusterRestrictionGuidanceAndDeterminism) {
   ASSERT_EQ(fine.sizes(), (std::vector<int64_t>{5, T}));
   EXPECT_TRUE(coarse_of.index_select(0, fine.flatten()).view({5, T}).equal(coarse));
   EXPECT_TRUE(fine.equal(sample_fine(m, coarse, labels, sc, g1b, &mask, 2)));
+  // One uniform number per row, drawn in row order: the chunking does not change the draws.
+  for (int64_t chunk : {1, 5, 0}) {
+    auto g = make_generator(11);
+    EXPECT_TRUE(fine.equal(sample_fine(m, coarse, labels, sc, g, &mask, chunk))) << chunk;
+  }
   EXPECT_FALSE(fine.equal(sample_fine(m, coarse, labels, sc, g2, &mask, 2)));
   // Without the mask the samples leave the clusters (the test above is not vacuous).
   auto free = sample_fine(m, coarse, labels, sc, g2);
