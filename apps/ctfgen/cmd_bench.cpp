@@ -129,18 +129,14 @@ void run(Options& o) {
     return;
   }
   if (o.no_python) o.config.python.clear();
-#ifdef CTFGEN_SOURCE_TREE
-  if (o.config.python_script.empty() &&
-      bench::find_reference_script(o.config, subprocess::self_exe()).empty()) {
-    const std::string in_tree = std::string(CTFGEN_SOURCE_TREE) + "/bench/reference_sampler.py";
-    if (fs::exists(in_tree)) o.config.python_script = in_tree;
-  }
-#endif
   o.config.validate();
   bench::RunOptions ro;
   ro.exe = subprocess::self_exe();
   ro.threads = runtime::threads();
   ro.log = [](const std::string& s) { log::info(s); };
+#ifdef CTFGEN_SOURCE_TREE
+  ro.source_tree = CTFGEN_SOURCE_TREE;
+#endif
   auto report = bench::run_bench(o.config, ro);
   if (!o.out.empty()) fs::atomic_write_text(o.out, report.dump(2) + "\n");
   if (o.json)

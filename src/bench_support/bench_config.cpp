@@ -47,20 +47,22 @@ const std::vector<std::string>& BenchConfig::forward_presets_or_default() const 
   return forward_presets.empty() ? presets : forward_presets;
 }
 
-sampling::SamplingConfig BenchConfig::ar_sampling() const {
+namespace config_impl {
+sampling::SamplingConfig sampling_with_scale(const BenchConfig& c, double cfg_scale) {
   sampling::SamplingConfig s;
   s.cfg_scale = cfg_scale;
-  s.temperature = temperature;
-  s.top_k = top_k;
+  s.temperature = c.temperature;
+  s.top_k = c.top_k;
   return s;
+}
+}  // namespace config_impl
+
+sampling::SamplingConfig BenchConfig::ar_sampling() const {
+  return sampling_with_scale(*this, cfg_scale);
 }
 
 sampling::SamplingConfig BenchConfig::aux_sampling() const {
-  sampling::SamplingConfig s;
-  s.cfg_scale = aux_cfg_scale;
-  s.temperature = temperature;
-  s.top_k = top_k;
-  return s;
+  return sampling_with_scale(*this, aux_cfg_scale);
 }
 
 std::vector<std::string> BenchConfig::child_environment() const {

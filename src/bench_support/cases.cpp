@@ -289,22 +289,26 @@ models::AuxConfig aux_config(const BenchConfig& config, const std::string& prese
   return c;
 }
 
-models::GPT random_gpt(const models::GPTConfig& config, uint64_t seed) {
-  models::GPT m(config, seed);
+namespace cases_impl {
+/// Shared by random_gpt and random_aux: both module holders have a config-and-seed constructor
+/// and a zero-initialised `output` head.
+template <typename Holder, typename Config>
+Holder random_model(const Config& config, uint64_t seed) {
+  Holder m(config, seed);
   torch::NoGradGuard no_grad;
   auto gen = make_generator(seed + 1000);
   m->output->weight.normal_(0.0, config.initializer_range, gen);
   m->eval();
   return m;
 }
+}  // namespace cases_impl
+
+models::GPT random_gpt(const models::GPTConfig& config, uint64_t seed) {
+  return random_model<models::GPT>(config, seed);
+}
 
 models::Aux random_aux(const models::AuxConfig& config, uint64_t seed) {
-  models::Aux m(config, seed);
-  torch::NoGradGuard no_grad;
-  auto gen = make_generator(seed + 1000);
-  m->output->weight.normal_(0.0, config.initializer_range, gen);
-  m->eval();
-  return m;
+  return random_model<models::Aux>(config, seed);
 }
 
 models::GPT load_gpt(const std::string& path) {

@@ -448,7 +448,8 @@ json evaluate_targets(const json& report) {
 }  // namespace runner_impl
 using namespace runner_impl;
 
-std::string find_reference_script(const BenchConfig& config, const std::string& exe) {
+std::string find_reference_script(const BenchConfig& config, const std::string& exe,
+                                  const std::string& source_tree) {
   namespace fsys = std::filesystem;
   if (!config.python_script.empty()) {
     CTFGEN_CHECK_USAGE(fsys::exists(config.python_script), "bench: --python-script ",
@@ -462,6 +463,8 @@ std::string find_reference_script(const BenchConfig& config, const std::string& 
     candidates.push_back(dir / ".." / "bench" / "reference_sampler.py");
   }
   candidates.push_back(fsys::current_path() / "bench" / "reference_sampler.py");
+  if (!source_tree.empty())
+    candidates.push_back(fsys::path(source_tree) / "bench" / "reference_sampler.py");
   for (const auto& c : candidates) {
     std::error_code ec;
     if (fsys::exists(c, ec)) return fsys::weakly_canonical(c, ec).string();
@@ -506,7 +509,7 @@ json run_bench(const BenchConfig& config, const RunOptions& options) {
   const bool need_python = config.has_section("python") || config.has_section("train");
   bool have_python = false;
   if (need_python) {
-    d.script = find_reference_script(config, options.exe);
+    d.script = find_reference_script(config, options.exe, options.source_tree);
     have_python = !d.script.empty() && python_has_torch(config.python);
   }
   json python_facts = json::object();

@@ -17,12 +17,15 @@ struct RunOptions {
   std::string exe;   // the ctfgen binary that runs the cases (subprocess::self_exe())
   int threads = 1;   // intra-op threads of every case and of the Python reference
   std::function<void(const std::string&)> log;  // progress lines; may be empty
+  std::string source_tree;  // the checkout the binary was built from ("" = unknown): searched last
 };
 
 /// config.python_script when set (must exist), else bench/reference_sampler.py found next to
-/// the binary's source tree (<exe dir>/../../bench, <exe dir>/../bench) or under the current
-/// directory. Returns "" when nothing is found.
-std::string find_reference_script(const BenchConfig& config, const std::string& exe);
+/// the binary (<exe dir>/../../bench, <exe dir>/../bench), under the current directory, or under
+/// `source_tree` (the checkout the binary was built from, for out-of-tree builds). Returns ""
+/// when nothing is found.
+std::string find_reference_script(const BenchConfig& config, const std::string& exe,
+                                  const std::string& source_tree = "");
 
 /// True when `python` runs and imports torch and numpy.
 bool python_has_torch(const std::string& python);
