@@ -48,7 +48,7 @@ void Progress::finish() {
 void Progress::render(bool final) {
   if (log::verbosity() < 1) return;
   double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  double rate = el > 0 ? done_ / el : 0.0;
+  double rate = el > 0 ? (done_ - initial_) / el : 0.0;
   char line[512];
   if (total_ > 0) {
     double frac = std::min(1.0, static_cast<double>(done_) / total_);

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <exception>
@@ -282,12 +283,17 @@ std::map<std::string, double> Trainer::end_step(const std::map<std::string, doub
     for (auto& [k, x] : scalars) x = v[i++] / dist_->world_size();
   }
   if (dist_->is_main()) {
-    if (!progress_)
+    if (!progress_) {  // after a resume it counts from the checkpoint's step
       progress_ = std::make_unique<Progress>("train " + kind_, config_.steps, "step");
+      progress_->start_at(step_ - 1);
+    }
     std::ostringstream status;
     for (const auto& [k, v] : scalars) status << k << " " << v << " ";
     progress_->advance(1, status.str());
-    if (step_ % config_.log_every == 0 || step_ == config_.steps) {
+    // Validation figures are rare and always logged, whatever log_every is.
+    const bool has_val = std::any_of(scalars.begin(), scalars.end(),
+                                     [](const auto& kv) { return kv.first.rfind("val_", 0) == 0; });
+    if (step_ % config_.log_every == 0 || step_ == config_.steps || has_val) {
       nlohmann::json line = {{"step", step_}};
       for (const auto& [k, v] : scalars) line[k] = v;
       std::ofstream out(run_dir_ + "/log.jsonl", std::ios::app);

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "io/checkpoint.h"
@@ -105,6 +106,32 @@ TEST(Trainer, ResumeFromPeriodicCheckpointAfterCrash) {
   int n = 0;
   while (std::getline(in, line)) ++n;
   EXPECT_EQ(n, 9);
+}
+
+TEST(Trainer, ValidationLinesAreLoggedWhateverLogEvery) {
+  TempDir dir;
+  train::TrainerConfig tc;
+  tc.steps = 6;
+  tc.log_every = 4;
+  tc.checkpoint_every = 0;
+  train::Trainer trainer(tc, dir.path(), "test", {{"width", 1}});
+  trainer.resume_if_present();
+  while (!trainer.done()) {
+    std::map<std::string, double> scalars{{"loss", 1.0}};
+    if (trainer.step() + 1 == 3) scalars["val_loss"] = 2.5;  // not a multiple of log_every
+    trainer.end_step(scalars);
+  }
+  trainer.finish();
+  std::ifstream in(dir.file("log.jsonl"));
+  std::vector<int64_t> steps;
+  double val = -1;
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    steps.push_back(j["step"].get<int64_t>());
+    if (j.contains("val_loss")) val = j["val_loss"].get<double>();
+  }
+  EXPECT_EQ(steps, (std::vector<int64_t>{3, 4, 6}));
+  EXPECT_EQ(val, 2.5);
 }
 
 TEST(Trainer, NonFiniteLossIsSkippedThenStops) {
