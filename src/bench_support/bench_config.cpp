@@ -71,76 +71,10 @@ std::vector<std::string> BenchConfig::child_environment() const {
   return {};
 }
 
-nlohmann::json BenchConfig::to_json() const {
-  return {{"presets", presets},
-          {"batches", batches},
-          {"grid", grid},
-          {"vocab", vocab},
-          {"coarse_vocab", coarse_vocab},
-          {"aux_preset", aux_preset},
-          {"cfg_scale", cfg_scale},
-          {"aux_cfg_scale", aux_cfg_scale},
-          {"temperature", temperature},
-          {"top_k", top_k},
-          {"repeats", repeats},
-          {"warmup_steps", warmup_steps},
-          {"seed", seed},
-          {"python", python},
-          {"python_script", python_script},
-          {"python_presets", python_presets},
-          {"python_batches", python_batches},
-          {"train_batch", train_batch},
-          {"train_iters", train_iters},
-          {"decode_presets", decode_presets},
-          {"positions", positions},
-          {"decode_iters", decode_iters},
-          {"forward_batch", forward_batch},
-          {"forward_presets", forward_presets},
-          {"bandwidth_mib", bandwidth_mib},
-          {"sections", sections},
-          {"work_dir", work_dir},
-          {"keep_work_dir", keep_work_dir},
-          {"case_timeout_s", case_timeout_s},
-          {"omp_wait_policy", omp_wait_policy},
-          {"plain_kernels", plain_kernels}};
-}
+nlohmann::json BenchConfig::to_json() const { return fields_to_json(*this); }
 
 BenchConfig BenchConfig::from_json(const nlohmann::json& j) {
-  BenchConfig c;
-  JsonFields f(j, "BenchConfig");
-  f.get("presets", c.presets);
-  f.get("batches", c.batches);
-  f.get("grid", c.grid);
-  f.get("vocab", c.vocab);
-  f.get("coarse_vocab", c.coarse_vocab);
-  f.get("aux_preset", c.aux_preset);
-  f.get("cfg_scale", c.cfg_scale);
-  f.get("aux_cfg_scale", c.aux_cfg_scale);
-  f.get("temperature", c.temperature);
-  f.get("top_k", c.top_k);
-  f.get("repeats", c.repeats);
-  f.get("warmup_steps", c.warmup_steps);
-  f.get("seed", c.seed);
-  f.get("python", c.python);
-  f.get("python_script", c.python_script);
-  f.get("python_presets", c.python_presets);
-  f.get("python_batches", c.python_batches);
-  f.get("train_batch", c.train_batch);
-  f.get("train_iters", c.train_iters);
-  f.get("decode_presets", c.decode_presets);
-  f.get("positions", c.positions);
-  f.get("decode_iters", c.decode_iters);
-  f.get("forward_batch", c.forward_batch);
-  f.get("forward_presets", c.forward_presets);
-  f.get("bandwidth_mib", c.bandwidth_mib);
-  f.get("sections", c.sections);
-  f.get("work_dir", c.work_dir);
-  f.get("keep_work_dir", c.keep_work_dir);
-  f.get("case_timeout_s", c.case_timeout_s);
-  f.get("omp_wait_policy", c.omp_wait_policy);
-  f.get("plain_kernels", c.plain_kernels);
-  f.finish();
-  return c;
+  return fields_from_json<BenchConfig>(j, "BenchConfig");
 }
 
 void BenchConfig::validate() const {
@@ -193,26 +127,10 @@ const std::vector<std::string>& case_names() {
   return n;
 }
 
-nlohmann::json CaseSpec::to_json() const {
-  return {{"name", name},       {"preset", preset},     {"method", method},
-          {"batch", batch},     {"model_file", model_file}, {"out_dir", out_dir},
-          {"config", config.to_json()}};
-}
+nlohmann::json CaseSpec::to_json() const { return fields_to_json(*this); }
 
 CaseSpec CaseSpec::from_json(const nlohmann::json& j) {
-  CaseSpec s;
-  JsonFields f(j, "CaseSpec");
-  f.get("name", s.name);
-  f.get("preset", s.preset);
-  f.get("method", s.method);
-  f.get("batch", s.batch);
-  f.get("model_file", s.model_file);
-  f.get("out_dir", s.out_dir);
-  nlohmann::json cfg = nlohmann::json::object();
-  f.get("config", cfg);
-  f.finish();
-  s.config = BenchConfig::from_json(cfg);
-  return s;
+  return fields_from_json<CaseSpec>(j, "CaseSpec");
 }
 
 void CaseSpec::validate() const {

@@ -72,6 +72,41 @@ struct BenchConfig {
 
   nlohmann::json to_json() const;
   static BenchConfig from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("presets", self.presets);
+    visit("batches", self.batches);
+    visit("grid", self.grid);
+    visit("vocab", self.vocab);
+    visit("coarse_vocab", self.coarse_vocab);
+    visit("aux_preset", self.aux_preset);
+    visit("cfg_scale", self.cfg_scale);
+    visit("aux_cfg_scale", self.aux_cfg_scale);
+    visit("temperature", self.temperature);
+    visit("top_k", self.top_k);
+    visit("repeats", self.repeats);
+    visit("warmup_steps", self.warmup_steps);
+    visit("seed", self.seed);
+    visit("python", self.python);
+    visit("python_script", self.python_script);
+    visit("python_presets", self.python_presets);
+    visit("python_batches", self.python_batches);
+    visit("train_batch", self.train_batch);
+    visit("train_iters", self.train_iters);
+    visit("decode_presets", self.decode_presets);
+    visit("positions", self.positions);
+    visit("decode_iters", self.decode_iters);
+    visit("forward_batch", self.forward_batch);
+    visit("forward_presets", self.forward_presets);
+    visit("bandwidth_mib", self.bandwidth_mib);
+    visit("sections", self.sections);
+    visit("work_dir", self.work_dir);
+    visit("keep_work_dir", self.keep_work_dir);
+    visit("case_timeout_s", self.case_timeout_s);
+    visit("omp_wait_policy", self.omp_wait_policy);
+    visit("plain_kernels", self.plain_kernels);
+  }
   void validate() const;  // throws UsageError naming the field and value
 };
 
@@ -94,6 +129,17 @@ struct CaseSpec {
 
   nlohmann::json to_json() const;
   static CaseSpec from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("name", self.name);
+    visit("preset", self.preset);
+    visit("method", self.method);
+    visit("batch", self.batch);
+    visit("model_file", self.model_file);
+    visit("out_dir", self.out_dir);
+    visit("config", self.config);
+  }
   void validate() const;
 };
 

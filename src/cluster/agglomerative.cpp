@@ -17,14 +17,10 @@
 
 namespace ctfgen::cluster {
 
-nlohmann::json AgglomerativeConfig::to_json() const { return {{"k", k}}; }
+nlohmann::json AgglomerativeConfig::to_json() const { return fields_to_json(*this); }
 
 AgglomerativeConfig AgglomerativeConfig::from_json(const nlohmann::json& j) {
-  AgglomerativeConfig c;
-  JsonFields f(j, "agglomerative config");
-  f.get("k", c.k);
-  f.finish();
-  return c;
+  return fields_from_json<AgglomerativeConfig>(j, "agglomerative config");
 }
 
 void AgglomerativeConfig::validate() const {

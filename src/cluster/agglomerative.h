@@ -22,6 +22,11 @@ struct AgglomerativeConfig {
 
   nlohmann::json to_json() const;
   static AgglomerativeConfig from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("k", self.k);
+  }
   void validate() const;
 };
 

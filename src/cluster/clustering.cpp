@@ -16,23 +16,10 @@
 
 namespace ctfgen::cluster {
 
-nlohmann::json ClusterConfig::to_json() const {
-  return {{"method", method},     {"k", k},     {"seed", seed}, {"restarts", restarts},
-          {"max_iter", max_iter}, {"tol", tol}, {"init", init}};
-}
+nlohmann::json ClusterConfig::to_json() const { return fields_to_json(*this); }
 
 ClusterConfig ClusterConfig::from_json(const nlohmann::json& j) {
-  ClusterConfig c;
-  JsonFields f(j, "cluster config");
-  f.get("method", c.method);
-  f.get("k", c.k);
-  f.get("seed", c.seed);
-  f.get("restarts", c.restarts);
-  f.get("max_iter", c.max_iter);
-  f.get("tol", c.tol);
-  f.get("init", c.init);
-  f.finish();
-  return c;
+  return fields_from_json<ClusterConfig>(j, "cluster config");
 }
 
 KMeansConfig ClusterConfig::kmeans() const {

@@ -24,6 +24,17 @@ struct ClusterConfig {
 
   nlohmann::json to_json() const;
   static ClusterConfig from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("method", self.method);
+    visit("k", self.k);
+    visit("seed", self.seed);
+    visit("restarts", self.restarts);
+    visit("max_iter", self.max_iter);
+    visit("tol", self.tol);
+    visit("init", self.init);
+  }
   void validate() const;
   KMeansConfig kmeans() const;  // the k-means part (also used by "random" for its sizes)
 };

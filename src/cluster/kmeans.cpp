@@ -15,22 +15,10 @@
 
 namespace ctfgen::cluster {
 
-nlohmann::json KMeansConfig::to_json() const {
-  return {{"k", k},          {"max_iter", max_iter}, {"restarts", restarts},
-          {"seed", seed},    {"tol", tol},           {"init", init}};
-}
+nlohmann::json KMeansConfig::to_json() const { return fields_to_json(*this); }
 
 KMeansConfig KMeansConfig::from_json(const nlohmann::json& j) {
-  KMeansConfig c;
-  JsonFields f(j, "kmeans config");
-  f.get("k", c.k);
-  f.get("max_iter", c.max_iter);
-  f.get("restarts", c.restarts);
-  f.get("seed", c.seed);
-  f.get("tol", c.tol);
-  f.get("init", c.init);
-  f.finish();
-  return c;
+  return fields_from_json<KMeansConfig>(j, "kmeans config");
 }
 
 void KMeansConfig::validate() const {

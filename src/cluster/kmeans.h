@@ -28,6 +28,16 @@ struct KMeansConfig {
 
   nlohmann::json to_json() const;
   static KMeansConfig from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("k", self.k);
+    visit("max_iter", self.max_iter);
+    visit("restarts", self.restarts);
+    visit("seed", self.seed);
+    visit("tol", self.tol);
+    visit("init", self.init);
+  }
   void validate() const;
 };
 

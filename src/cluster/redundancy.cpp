@@ -13,22 +13,10 @@
 
 namespace ctfgen::cluster {
 
-nlohmann::json RedundancyConfig::to_json() const {
-  return {{"seed", seed},
-          {"exclude_self", exclude_self},
-          {"strip_images", strip_images},
-          {"random_control", random_control}};
-}
+nlohmann::json RedundancyConfig::to_json() const { return fields_to_json(*this); }
 
 RedundancyConfig RedundancyConfig::from_json(const nlohmann::json& j) {
-  RedundancyConfig c;
-  JsonFields f(j, "redundancy config");
-  f.get("seed", c.seed);
-  f.get("exclude_self", c.exclude_self);
-  f.get("strip_images", c.strip_images);
-  f.get("random_control", c.random_control);
-  f.finish();
-  return c;
+  return fields_from_json<RedundancyConfig>(j, "redundancy config");
 }
 
 void RedundancyConfig::validate() const {

@@ -26,6 +26,14 @@ struct RedundancyConfig {
 
   nlohmann::json to_json() const;
   static RedundancyConfig from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("seed", self.seed);
+    visit("exclude_self", self.exclude_self);
+    visit("strip_images", self.strip_images);
+    visit("random_control", self.random_control);
+  }
   void validate() const;
 };
 

@@ -1,14 +1,20 @@
 // JSON round trip for config structs. Every XxxConfig has
 //   nlohmann::json to_json() const;  static XxxConfig from_json(const nlohmann::json&);
 //   void validate() const;           // throws UsageError naming the field and value
+// and, where every field maps to a JSON value of the same name, lists its fields once:
+//   template <typename Self, typename Visit>
+//   static void fields(Self& self, Visit&& visit) { visit("steps", self.steps); ... }
+// so that to_json and from_json are fields_to_json(*this) and fields_from_json<XxxConfig>(j, ...).
+// A field that is itself a config (has to_json/from_json) is written and read as a nested object.
 // JsonFields reads fields with defaults kept for absent keys (fields are only ever added) and
 // rejects unknown keys and wrong types with an error that names the field.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <limits>
 #include <set>
-#include <type_traits>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "core/error.h"
 
@@ -57,5 +63,49 @@ class JsonFields {
   std::string what_;
   std::set<std::string> seen_;
 };
+
+namespace json_config_detail {
+template <typename T, typename = void>
+struct is_config : std::false_type {};
+template <typename T>
+struct is_config<T, std::void_t<decltype(std::declval<const T&>().to_json()),
+                                decltype(T::from_json(std::declval<const nlohmann::json&>()))>>
+    : std::true_type {};
+}  // namespace json_config_detail
+
+/// The JSON object of the fields Config::fields lists; nested configs as objects.
+template <typename Config>
+nlohmann::json fields_to_json(const Config& config) {
+  nlohmann::json j = nlohmann::json::object();
+  Config::fields(config, [&j](const char* key, const auto& value) {
+    using V = std::decay_t<decltype(value)>;
+    if constexpr (json_config_detail::is_config<V>::value)
+      j[key] = value.to_json();
+    else
+      j[key] = value;
+  });
+  return j;
+}
+
+/// A Config from `j`: defaults for absent keys, a nested config's absent keys keep their
+/// defaults too; unknown keys and wrong types throw UsageError naming `what` and the field.
+/// Does not call validate() (the caller decides).
+template <typename Config>
+Config fields_from_json(const nlohmann::json& j, const std::string& what) {
+  Config config;
+  JsonFields f(j, what);
+  Config::fields(config, [&f](const char* key, auto& value) {
+    using V = std::decay_t<decltype(value)>;
+    if constexpr (json_config_detail::is_config<V>::value) {
+      nlohmann::json nested = value.to_json();
+      f.get(key, nested);
+      value = V::from_json(nested);
+    } else {
+      f.get(key, value);
+    }
+  });
+  f.finish();
+  return config;
+}
 
 }  // namespace ctfgen

@@ -15,21 +15,10 @@
 
 namespace ctfgen::eval {
 
-nlohmann::json ClassifierConfig::to_json() const {
-  return {{"in_channels", in_channels},
-          {"image_size", image_size},
-          {"num_classes", num_classes},
-          {"width", width}};
-}
+nlohmann::json ClassifierConfig::to_json() const { return fields_to_json(*this); }
 
 ClassifierConfig ClassifierConfig::from_json(const nlohmann::json& j) {
-  ClassifierConfig c;
-  JsonFields f(j, "classifier config");
-  f.get("in_channels", c.in_channels);
-  f.get("image_size", c.image_size);
-  f.get("num_classes", c.num_classes);
-  f.get("width", c.width);
-  f.finish();
+  auto c = fields_from_json<ClassifierConfig>(j, "classifier config");
   c.validate();
   return c;
 }
@@ -147,26 +136,10 @@ train::OptimConfig ClassifierTrainConfig::default_optim() {
   return o;
 }
 
-nlohmann::json ClassifierTrainConfig::to_json() const {
-  return {{"batch", batch},
-          {"hflip", hflip},
-          {"eval_batch", eval_batch},
-          {"trainer", trainer.to_json()},
-          {"optim", optim.to_json()}};
-}
+nlohmann::json ClassifierTrainConfig::to_json() const { return fields_to_json(*this); }
 
 ClassifierTrainConfig ClassifierTrainConfig::from_json(const nlohmann::json& j) {
-  ClassifierTrainConfig c;
-  JsonFields f(j, "classifier training config");
-  f.get("batch", c.batch);
-  f.get("hflip", c.hflip);
-  f.get("eval_batch", c.eval_batch);
-  if (j.contains("trainer")) c.trainer = train::TrainerConfig::from_json(j.at("trainer"));
-  if (j.contains("optim")) c.optim = train::OptimConfig::from_json(j.at("optim"));
-  nlohmann::json dummy;
-  f.get("trainer", dummy);
-  f.get("optim", dummy);
-  f.finish();
+  auto c = fields_from_json<ClassifierTrainConfig>(j, "classifier training config");
   c.validate();
   return c;
 }

@@ -33,6 +33,14 @@ struct ClassifierConfig {
   int64_t feature_dim() const { return 4 * width; }
   nlohmann::json to_json() const;
   static ClassifierConfig from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("in_channels", self.in_channels);
+    visit("image_size", self.image_size);
+    visit("num_classes", self.num_classes);
+    visit("width", self.width);
+  }
   void validate() const;
 };
 
@@ -89,6 +97,15 @@ struct ClassifierTrainConfig {
   static train::OptimConfig default_optim();  // AdamW lr 2e-3, betas (0.9, 0.999), wd 1e-4, cosine
   nlohmann::json to_json() const;
   static ClassifierTrainConfig from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("batch", self.batch);
+    visit("hflip", self.hflip);
+    visit("eval_batch", self.eval_batch);
+    visit("trainer", self.trainer);
+    visit("optim", self.optim);
+  }
   void validate() const;
 };
 

@@ -20,18 +20,10 @@ std::string network_identity(const std::string& kind, const std::string& config_
   return fs::sha256_bytes(text.data(), text.size());
 }
 
-nlohmann::json EvalConfig::to_json() const {
-  return {{"batch", batch}, {"is_splits", is_splits}, {"pr_k", pr_k}, {"pr_block", pr_block}};
-}
+nlohmann::json EvalConfig::to_json() const { return fields_to_json(*this); }
 
 EvalConfig EvalConfig::from_json(const nlohmann::json& j) {
-  EvalConfig c;
-  JsonFields f(j, "eval config");
-  f.get("batch", c.batch);
-  f.get("is_splits", c.is_splits);
-  f.get("pr_k", c.pr_k);
-  f.get("pr_block", c.pr_block);
-  f.finish();
+  auto c = fields_from_json<EvalConfig>(j, "eval config");
   c.validate();
   return c;
 }

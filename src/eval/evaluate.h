@@ -24,6 +24,14 @@ struct EvalConfig {
 
   nlohmann::json to_json() const;
   static EvalConfig from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("batch", self.batch);
+    visit("is_splits", self.is_splits);
+    visit("pr_k", self.pr_k);
+    visit("pr_block", self.pr_block);
+  }
   void validate() const;
 };
 

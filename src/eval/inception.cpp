@@ -11,17 +11,10 @@
 
 namespace ctfgen::eval {
 
-nlohmann::json InceptionConfig::to_json() const {
-  return {{"variant", variant}, {"num_classes", num_classes}, {"resize_input", resize_input}};
-}
+nlohmann::json InceptionConfig::to_json() const { return fields_to_json(*this); }
 
 InceptionConfig InceptionConfig::from_json(const nlohmann::json& j) {
-  InceptionConfig c;
-  JsonFields f(j, "inception config");
-  f.get("variant", c.variant);
-  f.get("num_classes", c.num_classes);
-  f.get("resize_input", c.resize_input);
-  f.finish();
+  auto c = fields_from_json<InceptionConfig>(j, "inception config");
   c.validate();
   return c;
 }

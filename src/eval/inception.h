@@ -34,6 +34,13 @@ struct InceptionConfig {
   bool fid() const { return variant == "fid"; }
   nlohmann::json to_json() const;
   static InceptionConfig from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("variant", self.variant);
+    visit("num_classes", self.num_classes);
+    visit("resize_input", self.resize_input);
+  }
   void validate() const;
 };
 

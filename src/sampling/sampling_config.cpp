@@ -12,22 +12,10 @@ bool SamplingConfig::guidance_at(int64_t t) const {
   return cfg_interval < 0 || t <= cfg_interval + 1;
 }
 
-nlohmann::json SamplingConfig::to_json() const {
-  return {{"cfg_scale", cfg_scale}, {"cfg_interval", cfg_interval}, {"temperature", temperature},
-          {"top_k", top_k},         {"top_p", top_p},               {"argmax", argmax}};
-}
+nlohmann::json SamplingConfig::to_json() const { return fields_to_json(*this); }
 
 SamplingConfig SamplingConfig::from_json(const nlohmann::json& j) {
-  SamplingConfig c;
-  JsonFields f(j, "SamplingConfig");
-  f.get("cfg_scale", c.cfg_scale);
-  f.get("cfg_interval", c.cfg_interval);
-  f.get("temperature", c.temperature);
-  f.get("top_k", c.top_k);
-  f.get("top_p", c.top_p);
-  f.get("argmax", c.argmax);
-  f.finish();
-  return c;
+  return fields_from_json<SamplingConfig>(j, "SamplingConfig");
 }
 
 void SamplingConfig::validate() const {

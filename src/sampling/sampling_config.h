@@ -30,6 +30,16 @@ struct SamplingConfig {
 
   nlohmann::json to_json() const;
   static SamplingConfig from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("cfg_scale", self.cfg_scale);
+    visit("cfg_interval", self.cfg_interval);
+    visit("temperature", self.temperature);
+    visit("top_k", self.top_k);
+    visit("top_p", self.top_p);
+    visit("argmax", self.argmax);
+  }
   void validate() const;  // throws UsageError naming the field and value
 
   /// CTF stage 1 (method.md 10.2): cfg 2.0, temperature 1.1, top-k off, top-p off.

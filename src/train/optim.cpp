@@ -10,28 +10,10 @@
 
 namespace ctfgen::train {
 
-nlohmann::json OptimConfig::to_json() const {
-  return {{"name", name},         {"lr", lr},
-          {"beta1", beta1},       {"beta2", beta2},
-          {"eps", eps},           {"weight_decay", weight_decay},
-          {"grad_clip", grad_clip}, {"warmup_steps", warmup_steps},
-          {"schedule", schedule}, {"min_lr_ratio", min_lr_ratio}};
-}
+nlohmann::json OptimConfig::to_json() const { return fields_to_json(*this); }
 
 OptimConfig OptimConfig::from_json(const nlohmann::json& j) {
-  OptimConfig c;
-  JsonFields f(j, "optimizer config");
-  f.get("name", c.name);
-  f.get("lr", c.lr);
-  f.get("beta1", c.beta1);
-  f.get("beta2", c.beta2);
-  f.get("eps", c.eps);
-  f.get("weight_decay", c.weight_decay);
-  f.get("grad_clip", c.grad_clip);
-  f.get("warmup_steps", c.warmup_steps);
-  f.get("schedule", c.schedule);
-  f.get("min_lr_ratio", c.min_lr_ratio);
-  f.finish();
+  auto c = fields_from_json<OptimConfig>(j, "optimizer config");
   c.validate();
   return c;
 }

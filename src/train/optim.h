@@ -26,6 +26,20 @@ struct OptimConfig {
 
   nlohmann::json to_json() const;
   static OptimConfig from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("name", self.name);
+    visit("lr", self.lr);
+    visit("beta1", self.beta1);
+    visit("beta2", self.beta2);
+    visit("eps", self.eps);
+    visit("weight_decay", self.weight_decay);
+    visit("grad_clip", self.grad_clip);
+    visit("warmup_steps", self.warmup_steps);
+    visit("schedule", self.schedule);
+    visit("min_lr_ratio", self.min_lr_ratio);
+  }
   void validate() const;  // throws UsageError naming the field
 };
 

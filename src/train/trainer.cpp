@@ -49,23 +49,10 @@ void install_stop_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-nlohmann::json TrainerConfig::to_json() const {
-  return {{"steps", steps},
-          {"checkpoint_every", checkpoint_every},
-          {"log_every", log_every},
-          {"max_nonfinite_in_a_row", max_nonfinite_in_a_row},
-          {"seed", seed}};
-}
+nlohmann::json TrainerConfig::to_json() const { return fields_to_json(*this); }
 
 TrainerConfig TrainerConfig::from_json(const nlohmann::json& j) {
-  TrainerConfig c;
-  JsonFields f(j, "trainer config");
-  f.get("steps", c.steps);
-  f.get("checkpoint_every", c.checkpoint_every);
-  f.get("log_every", c.log_every);
-  f.get("max_nonfinite_in_a_row", c.max_nonfinite_in_a_row);
-  f.get("seed", c.seed);
-  f.finish();
+  auto c = fields_from_json<TrainerConfig>(j, "trainer config");
   c.validate();
   return c;
 }

@@ -48,6 +48,15 @@ struct TrainerConfig {
 
   nlohmann::json to_json() const;
   static TrainerConfig from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("steps", self.steps);
+    visit("checkpoint_every", self.checkpoint_every);
+    visit("log_every", self.log_every);
+    visit("max_nonfinite_in_a_row", self.max_nonfinite_in_a_row);
+    visit("seed", self.seed);
+  }
   void validate() const;
 };
 

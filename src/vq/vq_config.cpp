@@ -7,52 +7,10 @@
 
 namespace ctfgen::vq {
 
-nlohmann::json VQConfig::to_json() const {
-  return {{"codebook_size", codebook_size},
-          {"codebook_dim", codebook_dim},
-          {"codebook_l2_norm", codebook_l2_norm},
-          {"commit_beta", commit_beta},
-          {"entropy_loss_ratio", entropy_loss_ratio},
-          {"entropy_temperature", entropy_temperature},
-          {"dead_code_restart_every", dead_code_restart_every},
-          {"dead_code_noise", dead_code_noise},
-          {"in_channels", in_channels},
-          {"base_channels", base_channels},
-          {"encoder_ch_mult", encoder_ch_mult},
-          {"decoder_ch_mult", decoder_ch_mult},
-          {"encoder_num_res_blocks", encoder_num_res_blocks},
-          {"decoder_num_res_blocks", decoder_num_res_blocks},
-          {"z_channels", z_channels},
-          {"dropout", dropout},
-          {"norm_groups", norm_groups},
-          {"norm_eps", norm_eps},
-          {"image_size", image_size}};
-}
+nlohmann::json VQConfig::to_json() const { return fields_to_json(*this); }
 
 VQConfig VQConfig::from_json(const nlohmann::json& j) {
-  VQConfig c;
-  JsonFields f(j, "VQ config");
-  f.get("codebook_size", c.codebook_size);
-  f.get("codebook_dim", c.codebook_dim);
-  f.get("codebook_l2_norm", c.codebook_l2_norm);
-  f.get("commit_beta", c.commit_beta);
-  f.get("entropy_loss_ratio", c.entropy_loss_ratio);
-  f.get("entropy_temperature", c.entropy_temperature);
-  f.get("dead_code_restart_every", c.dead_code_restart_every);
-  f.get("dead_code_noise", c.dead_code_noise);
-  f.get("in_channels", c.in_channels);
-  f.get("base_channels", c.base_channels);
-  f.get("encoder_ch_mult", c.encoder_ch_mult);
-  f.get("decoder_ch_mult", c.decoder_ch_mult);
-  f.get("encoder_num_res_blocks", c.encoder_num_res_blocks);
-  f.get("decoder_num_res_blocks", c.decoder_num_res_blocks);
-  f.get("z_channels", c.z_channels);
-  f.get("dropout", c.dropout);
-  f.get("norm_groups", c.norm_groups);
-  f.get("norm_eps", c.norm_eps);
-  f.get("image_size", c.image_size);
-  f.finish();
-  return c;
+  return fields_from_json<VQConfig>(j, "VQ config");
 }
 
 namespace {

@@ -40,6 +40,29 @@ struct VQConfig {
 
   nlohmann::json to_json() const;
   static VQConfig from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("codebook_size", self.codebook_size);
+    visit("codebook_dim", self.codebook_dim);
+    visit("codebook_l2_norm", self.codebook_l2_norm);
+    visit("commit_beta", self.commit_beta);
+    visit("entropy_loss_ratio", self.entropy_loss_ratio);
+    visit("entropy_temperature", self.entropy_temperature);
+    visit("dead_code_restart_every", self.dead_code_restart_every);
+    visit("dead_code_noise", self.dead_code_noise);
+    visit("in_channels", self.in_channels);
+    visit("base_channels", self.base_channels);
+    visit("encoder_ch_mult", self.encoder_ch_mult);
+    visit("decoder_ch_mult", self.decoder_ch_mult);
+    visit("encoder_num_res_blocks", self.encoder_num_res_blocks);
+    visit("decoder_num_res_blocks", self.decoder_num_res_blocks);
+    visit("z_channels", self.z_channels);
+    visit("dropout", self.dropout);
+    visit("norm_groups", self.norm_groups);
+    visit("norm_eps", self.norm_eps);
+    visit("image_size", self.image_size);
+  }
   /// Throws UsageError naming the field and value.
   void validate() const;
 

@@ -22,48 +22,10 @@
 
 namespace ctfgen::vq {
 
-nlohmann::json VQTrainConfig::to_json() const {
-  return {{"model", model.to_json()},
-          {"optim", optim.to_json()},
-          {"trainer", trainer.to_json()},
-          {"batch_size", batch_size},
-          {"recon_loss", recon_loss},
-          {"hflip", hflip},
-          {"restart_stop_fraction", restart_stop_fraction},
-          {"disc_weight", disc_weight},
-          {"disc_start", disc_start},
-          {"disc_ndf", disc_ndf},
-          {"disc_layers", disc_layers},
-          {"sample_every", sample_every},
-          {"sample_count", sample_count},
-          {"eval_batch", eval_batch},
-          {"eval_limit", eval_limit}};
-}
+nlohmann::json VQTrainConfig::to_json() const { return fields_to_json(*this); }
 
 VQTrainConfig VQTrainConfig::from_json(const nlohmann::json& j) {
-  VQTrainConfig c;
-  JsonFields f(j, "VQ training config");
-  nlohmann::json m = c.model.to_json(), o = c.optim.to_json(), t = c.trainer.to_json();
-  f.get("model", m);
-  f.get("optim", o);
-  f.get("trainer", t);
-  c.model = VQConfig::from_json(m);
-  c.optim = train::OptimConfig::from_json(o);
-  c.trainer = train::TrainerConfig::from_json(t);
-  f.get("batch_size", c.batch_size);
-  f.get("recon_loss", c.recon_loss);
-  f.get("hflip", c.hflip);
-  f.get("restart_stop_fraction", c.restart_stop_fraction);
-  f.get("disc_weight", c.disc_weight);
-  f.get("disc_start", c.disc_start);
-  f.get("disc_ndf", c.disc_ndf);
-  f.get("disc_layers", c.disc_layers);
-  f.get("sample_every", c.sample_every);
-  f.get("sample_count", c.sample_count);
-  f.get("eval_batch", c.eval_batch);
-  f.get("eval_limit", c.eval_limit);
-  f.finish();
-  return c;
+  return fields_from_json<VQTrainConfig>(j, "VQ training config");
 }
 
 void VQTrainConfig::validate() const {

@@ -37,6 +37,25 @@ struct VQTrainConfig {
 
   nlohmann::json to_json() const;
   static VQTrainConfig from_json(const nlohmann::json& j);
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("model", self.model);
+    visit("optim", self.optim);
+    visit("trainer", self.trainer);
+    visit("batch_size", self.batch_size);
+    visit("recon_loss", self.recon_loss);
+    visit("hflip", self.hflip);
+    visit("restart_stop_fraction", self.restart_stop_fraction);
+    visit("disc_weight", self.disc_weight);
+    visit("disc_start", self.disc_start);
+    visit("disc_ndf", self.disc_ndf);
+    visit("disc_layers", self.disc_layers);
+    visit("sample_every", self.sample_every);
+    visit("sample_count", self.sample_count);
+    visit("eval_batch", self.eval_batch);
+    visit("eval_limit", self.eval_limit);
+  }
   void validate() const;  // throws UsageError naming the field
 };
 
