@@ -256,6 +256,21 @@ double objective_of(const Points& P, const Centroids& C, const std::vector<int64
   return s;
 }
 
+// Records restart r's objective and keeps its solution in `best` when it is the lowest so far.
+void keep_if_better(KMeansResult& best, int64_t r, double obj, const Centroids& C,
+                    const std::vector<int64_t>& assign, const std::vector<double>& history,
+                    int64_t iterations, bool converged) {
+  best.restart_objectives.push_back(obj);
+  if (!(obj < best.objective)) return;
+  best.objective = obj;
+  best.assign = assign_tensor(assign);
+  best.centroids = centroids_tensor(C);
+  best.objective_history = history;
+  best.iterations = iterations;
+  best.best_restart = r;
+  best.converged = converged;
+}
+
 void check_inputs(const Points& P, const KMeansConfig& cfg, const char* what) {
   cfg.validate();
   CTFGEN_CHECK_USAGE(P.n >= cfg.k, what, ": ", P.n, " points cannot form k = ", cfg.k,
@@ -303,16 +318,7 @@ KMeansResult kmeans(const at::Tensor& x, const KMeansConfig& config) {
     const double obj = objective_of(P, C, assign);
     log::debug("k-means restart ", r, ": ", it, " iterations, objective ", obj,
                converged ? "" : " (max_iter reached)");
-    best.restart_objectives.push_back(obj);
-    if (obj < best.objective) {
-      best.objective = obj;
-      best.assign = assign_tensor(assign);
-      best.centroids = centroids_tensor(C);
-      best.objective_history = history;
-      best.iterations = it;
-      best.best_restart = r;
-      best.converged = converged;
-    }
+    keep_if_better(best, r, obj, C, assign, history, it, converged);
   }
   best.empty_repairs = total_repairs;
   return best;
@@ -374,16 +380,7 @@ KMeansResult balanced_kmeans(const at::Tensor& x, const KMeansConfig& config) {
     }
     const double obj = objective_of(P, C, assign);
     log::debug("balanced k-means restart ", r, ": ", it, " iterations, objective ", obj);
-    best.restart_objectives.push_back(obj);
-    if (obj < best.objective) {
-      best.objective = obj;
-      best.assign = assign_tensor(assign);
-      best.centroids = centroids_tensor(C);
-      best.objective_history = history;
-      best.iterations = it;
-      best.best_restart = r;
-      best.converged = converged;
-    }
+    keep_if_better(best, r, obj, C, assign, history, it, converged);
   }
   return best;
 }
