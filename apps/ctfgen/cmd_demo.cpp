@@ -9,7 +9,7 @@ namespace ctfgen::cmd_demo {
 ctfgen::cli::Action setup(CLI::App& app) {
   auto c = std::make_shared<ctfgen::pipeline::DemoConfig>();
   auto json = std::make_shared<bool>(false);
-  app.add_option("--preset", c->preset, "quick (about 10 minutes on 2 cores) or full (hours; docs/demo.md)")
+  app.add_option("--preset", c->preset, "quick (about 10 minutes on 2 cores) or full (about 40 minutes; docs/demo.md)")
       ->check(CLI::IsMember({"quick", "full"}))->capture_default_str();
   app.add_option("--work", c->work_dir, "Work directory; finished stages in it are reused")->capture_default_str();
   app.add_option("--dataset", c->dataset, "fashion-mnist or emoji")

@@ -85,11 +85,13 @@ DemoConfig DemoConfig::resolved() const {
   CTFGEN_CHECK_USAGE(preset == "quick" || preset == "full", "demo: preset must be 'quick' or 'full', got '",
                      preset, "'");
   bool quick = preset == "quick";
-  if (!c.vq_steps) c.vq_steps = quick ? 1500 : 12000;
-  if (!c.ar_steps) c.ar_steps = quick ? 600 : 6000;
-  if (!c.aux_steps) c.aux_steps = quick ? 400 : 4000;
+  // full: the same trunk trained five times longer, with a longer-trained tokenizer (about 40
+  // minutes on 2 cores; docs/demo.md has both presets' measured cost and quality).
+  if (!c.vq_steps) c.vq_steps = quick ? 1500 : 4000;
+  if (!c.ar_steps) c.ar_steps = quick ? 600 : 3000;
+  if (!c.aux_steps) c.aux_steps = quick ? 400 : 2000;
   if (!c.clusters) c.clusters = 128;
-  if (c.gpt_preset.empty()) c.gpt_preset = quick ? "small" : "base";
+  if (c.gpt_preset.empty()) c.gpt_preset = "small";
   CTFGEN_CHECK_USAGE(c.samples_per_class >= 1 && c.samples_per_class <= 64,
                      "demo: samples per class must be in [1, 64], got ", c.samples_per_class);
   return c;
