@@ -3,7 +3,7 @@
 
     scripts/experiment.py run    PLAN [--work DIR] [--ctfgen PATH] [--threads N] [--dry-run] [--only STAGE|UNIT]
     scripts/experiment.py status PLAN [--work DIR]
-    scripts/experiment.py report PLAN [--work DIR] --out docs/results.md
+    scripts/experiment.py report PLAN [--work DIR] --out docs/results_<dataset>.md
 
 A plan (experiments/*.json) names the dataset, the tokenizer, the cluster counts and methods,
 the model size and training budget, the seeds, the guidance scales and the evaluation size.
