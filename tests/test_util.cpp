@@ -58,6 +58,8 @@ CliResult run_shell(const std::string& command) {
 
 std::string cli_command(const std::vector<std::string>& args, const std::string& env) {
   std::string cmd = env + (env.empty() ? "" : " ") + quote(CTFGEN_BINARY) + " --threads 1";
+  // CTFGEN_TEST_DEVICE (tests/test_main.cpp) reaches every command the tests run.
+  if (const char* dev = std::getenv("CTFGEN_TEST_DEVICE"); dev && *dev) cmd += " --device " + quote(dev);
   for (const auto& a : args) cmd += " " + quote(a);
   return cmd;
 }

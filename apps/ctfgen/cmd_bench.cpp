@@ -10,6 +10,7 @@
 #include "bench_support/cases.h"
 #include "bench_support/runner.h"
 #include "command.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -23,7 +24,6 @@ struct Options {
   bool no_python = false;
   bool json = false;
   std::string out;
-  std::string device = "cpu";
   std::string case_name;  // hidden: run one case in this process
   std::string case_spec;  // hidden: its CaseSpec JSON
 };
@@ -100,7 +100,10 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_flag("--plain-kernels", c.plain_kernels,
                "Run every case without the decode-step kernels (fused single-query attention, "
                "thin-product linear): the figures before that optimisation");
-  app.add_option("--device", o.device, "cpu (the only device ctfgen supports so far)")
+  app.add_option("--dtype", c.dtype,
+                 "Weights and KV cache of the timed models: fp32 or bf16 (the device is the "
+                 "global --device: ctfgen --device cuda bench ...)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
   app.add_flag("--json", o.json, "Print the report as JSON instead of Markdown tables");
   app.add_option("--out", o.out, "Also write the JSON report to this file");
@@ -122,8 +125,6 @@ void run_one_case(const Options& o) {
 }
 
 void run(Options& o) {
-  CTFGEN_CHECK_USAGE(o.device == "cpu", "bench --device ", o.device,
-                     ": not available; ctfgen has no device support yet (cpu only)");
   if (!o.case_name.empty()) {
     run_one_case(o);
     return;
@@ -133,6 +134,7 @@ void run(Options& o) {
   bench::RunOptions ro;
   ro.exe = subprocess::self_exe();
   ro.threads = runtime::threads();
+  ro.device = default_device().str();
   ro.log = [](const std::string& s) { log::info(s); };
 #ifdef CTFGEN_SOURCE_TREE
   ro.source_tree = CTFGEN_SOURCE_TREE;

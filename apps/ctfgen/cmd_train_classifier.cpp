@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "command.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -96,6 +97,7 @@ ctfgen::cli::Action setup_train_classifier(CLI::App& app) {
               mc.num_classes, " classes");
     seed_global(o->train.trainer.seed);
     eval::Classifier model(mc);
+    model->to(default_device());  // before train_classifier builds the optimiser
     const std::string run_dir = o->run_dir.empty() ? o->out + ".run" : o->run_dir;
     auto r = eval::train_classifier(model, train.images, train.labels, test.images, test.labels,
                                     o->train, run_dir, dist.get());

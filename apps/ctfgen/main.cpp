@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/runtime.h"
@@ -27,11 +28,16 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", CTFGEN_VERSION);
   int verbosity = 1;
   int threads = 0;
+  std::string device = "cpu";
   app.add_option("-v,--verbosity", verbosity, "0 = results and warnings only, 1 = info, 2 = debug")
       ->check(CLI::Range(0, 2))
       ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads for libtorch and BLAS (0 = all available)")
       ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  app.add_option("--device", device,
+                 "where models run: cpu, cuda or cuda:N (needs a CUDA-enabled libtorch); every "
+                 "random draw is made on the CPU, so a seed gives the same draws on any device")
       ->capture_default_str();
   app.require_subcommand(1);
   auto& specs = cli::registry();
@@ -52,7 +58,7 @@ int main(int argc, char** argv) {
   // CLI11 reports a mistyped command as "A subcommand is required"; name it instead.
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "-v" || a == "--verbosity" || a == "--threads") {
+    if (a == "-v" || a == "--verbosity" || a == "--threads" || a == "--device") {
       ++i;
       continue;
     }
@@ -81,6 +87,7 @@ int main(int argc, char** argv) {
   log::set_verbosity(verbosity);
   try {
     runtime::set_threads(threads);
+    set_default_device(parse_device(device));
     for (auto& [sub, action] : actions)
       if (sub->parsed()) action();
   } catch (const UsageError& e) {

@@ -37,6 +37,10 @@ using namespace config_impl;
 
 bool BenchConfig::has_section(const std::string& s) const { return contains(sections, s); }
 
+at::ScalarType BenchConfig::weight_dtype() const {
+  return dtype == "bf16" ? at::kBFloat16 : at::kFloat;
+}
+
 const std::vector<std::string>& BenchConfig::python_presets_or_default() const {
   return python_presets.empty() ? presets : python_presets;
 }
@@ -111,6 +115,8 @@ void BenchConfig::validate() const {
                          omp_wait_policy == "inherit",
                      "bench: omp_wait_policy must be passive, active or inherit, got '",
                      omp_wait_policy, "'");
+  CTFGEN_CHECK_USAGE(dtype == "fp32" || dtype == "bf16", "bench: dtype must be fp32 or bf16, got '",
+                     dtype, "'");
   CTFGEN_CHECK_USAGE(!sections.empty(), "bench: sections must not be empty");
   for (const auto& s : sections) {
     std::string list;

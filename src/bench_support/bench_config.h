@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <c10/core/ScalarType.h>
+
 #include "sampling/sampling_config.h"
 
 namespace ctfgen::bench {
@@ -58,6 +60,8 @@ struct BenchConfig {
                                        // other processes load the cores (docs/performance.md).
   bool plain_kernels = false;          // every case without the decode-step kernels
                                        // (nn/decode_attention.h): the "before" figures
+  std::string dtype = "fp32";          // weights and KV cache of the timed models: fp32 or bf16
+                                       // (training stays fp32)
 
   int64_t tokens() const { return grid * grid; }
   bool has_section(const std::string& s) const;
@@ -67,6 +71,8 @@ struct BenchConfig {
   /// Stage-1 / baseline sampling settings and stage-2 settings from the fields above.
   sampling::SamplingConfig ar_sampling() const;
   sampling::SamplingConfig aux_sampling() const;
+  /// The weight dtype named by `dtype`.
+  at::ScalarType weight_dtype() const;
   /// Environment entries every child gets ("OMP_WAIT_POLICY=PASSIVE", or none for inherit).
   std::vector<std::string> child_environment() const;
 
@@ -106,6 +112,7 @@ struct BenchConfig {
     visit("case_timeout_s", self.case_timeout_s);
     visit("omp_wait_policy", self.omp_wait_policy);
     visit("plain_kernels", self.plain_kernels);
+    visit("dtype", self.dtype);
   }
   void validate() const;  // throws UsageError naming the field and value
 };

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <vector>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "core/memory.h"
 #include "core/rng.h"
@@ -21,8 +22,66 @@ namespace cases_impl {
 
 using Clock = std::chrono::steady_clock;
 
+// Seconds since t0 once the device's queued work is done (CUDA runs asynchronously).
 double since(Clock::time_point t0) {
+  synchronize(default_device());
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// A model of a timed case on the process's device in the bench's weight dtype.
+template <typename Holder>
+Holder placed(Holder m, const BenchConfig& c) {
+  m->to(default_device(), c.weight_dtype());
+  return m;
+}
+
+at::TensorOptions on_device(at::ScalarType dtype) {
+  return at::TensorOptions().dtype(dtype).device(default_device());
+}
+
+// Read bandwidth of the memory the weights live in: the CPU probe (core/memory.h), or on a GPU a
+// timed sum over a device buffer of the same size (best of 5 after one untimed pass).
+memory::Bandwidth device_bandwidth(int64_t bytes) {
+  if (!default_device().is_cuda()) return memory::measure_bandwidth(bytes, 5);
+  auto buf = torch::ones({bytes / 4}, on_device(torch::kFloat));
+  memory::Bandwidth bw;
+  bw.bytes = buf.nbytes();
+  bw.reps = 5;
+  double best = 1e30;
+  for (int i = 0; i < 6; ++i) {
+    auto t0 = Clock::now();
+    auto s = buf.sum();
+    const double t = since(t0);
+    if (i > 0) best = std::min(best, t);
+  }
+  bw.read_gbs = static_cast<double>(bw.bytes) / best / 1e9;
+  auto dst = torch::empty_like(buf);
+  best = 1e30;
+  for (int i = 0; i < 6; ++i) {
+    auto t0 = Clock::now();
+    dst.copy_(buf);
+    const double t = since(t0);
+    if (i > 0) best = std::min(best, t);
+  }
+  bw.copy_gbs = 2.0 * static_cast<double>(bw.bytes) / best / 1e9;
+  return bw;
+}
+
+// Matrix-product peak of the device in the given dtype: the CPU probe (1024^3 fp32), or on a GPU
+// the best of 10 products of 8192 x 8192 matrices.
+double device_gemm_gflops(at::ScalarType dtype) {
+  if (!default_device().is_cuda()) return runtime::measure_gemm_gflops(1024, 10);
+  const int64_t n = 8192;
+  auto a = torch::randn({n, n}, on_device(torch::kFloat)).to(dtype);
+  auto b = torch::randn({n, n}, on_device(torch::kFloat)).to(dtype);
+  double best = 1e30;
+  for (int i = 0; i < 11; ++i) {
+    auto t0 = Clock::now();
+    auto c = torch::mm(a, b);
+    const double t = since(t0);
+    if (i > 0) best = std::min(best, t);
+  }
+  return 2.0 * static_cast<double>(n) * n * n / best / 1e9;
 }
 
 double median(std::vector<double> v) {
@@ -41,18 +100,21 @@ at::Tensor random_labels(int64_t n, int64_t num_classes, at::Generator& gen) {
 void warm_up_ar(models::GPT& gpt, const at::Tensor& labels, bool guidance, int steps) {
   c10::InferenceMode guard;
   gpt->eval();
-  auto lab = labels;
-  if (guidance)
-    lab = torch::cat({labels, torch::full_like(labels, gpt->config().num_classes)});
+  auto lab = labels.to(default_device());
+  if (guidance) lab = torch::cat({lab, torch::full_like(lab, gpt->config().num_classes)});
   gpt->setup_cache(lab.size(0), gpt->param_dtype());
   gpt->prefill(lab);
   const int64_t n = std::min<int64_t>(steps, gpt->config().block_size);
-  auto tok = torch::zeros({lab.size(0)}, torch::kLong);
+  auto tok = torch::zeros({lab.size(0)}, lab.options());
   for (int64_t t = 1; t <= n; ++t) gpt->decode_step(tok, t);
 }
 
 nlohmann::json base_result(const CaseSpec& s) {
-  return {{"case", s.name}, {"preset", s.preset}, {"threads", runtime::threads()}};
+  return {{"case", s.name},
+          {"preset", s.preset},
+          {"threads", runtime::threads()},
+          {"device", default_device().str()},
+          {"dtype", s.config.dtype}};
 }
 
 void finish_result(nlohmann::json& r) { r["peak_rss_kib"] = memory::peak_rss_kib(); }
@@ -62,16 +124,18 @@ nlohmann::json case_sample(const CaseSpec& s) {
   const auto& c = s.config;
   const bool ctf = s.method == "ctf";
   auto gen = make_generator(c.seed + 1);
-  models::GPT gpt = !s.model_file.empty()
-                        ? load_gpt(s.model_file)
-                        : random_gpt(gpt_config(c, s.preset, ctf ? c.coarse_vocab : c.vocab), c.seed);
+  models::GPT gpt = placed(
+      !s.model_file.empty()
+          ? load_gpt(s.model_file)
+          : random_gpt(gpt_config(c, s.preset, ctf ? c.coarse_vocab : c.vocab), c.seed),
+      c);
   models::Aux aux{nullptr};
-  if (ctf) aux = random_aux(aux_config(c, s.preset), c.seed + 7);
-  auto labels = random_labels(s.batch, gpt->config().num_classes, gen);
+  if (ctf) aux = placed(random_aux(aux_config(c, s.preset), c.seed + 7), c);
+  auto labels = random_labels(s.batch, gpt->config().num_classes, gen).to(default_device());
   const auto ar = c.ar_sampling(), fine = c.aux_sampling();
   warm_up_ar(gpt, labels, ar.guidance(), c.warmup_steps);
   if (ctf && c.warmup_steps > 0) {  // one image through stage 2
-    auto coarse = torch::zeros({1, gpt->config().block_size}, torch::kLong);
+    auto coarse = torch::zeros({1, gpt->config().block_size}, on_device(torch::kLong));
     sampling::sample_fine(aux, coarse, labels.narrow(0, 0, 1), fine, gen);
   }
   auto t0 = Clock::now();
@@ -139,13 +203,14 @@ nlohmann::json case_train(const CaseSpec& s) {
   const auto& c = s.config;
   models::GPT gpt = !s.model_file.empty() ? load_gpt(s.model_file)
                                           : random_gpt(gpt_config(c, s.preset, c.vocab), c.seed);
+  gpt->to(default_device());  // training stays fp32 whatever the bench's dtype
   const auto& cfg = gpt->config();
   gpt->train();
   seed_global(c.seed);  // dropout draws
   auto gen = make_generator(c.seed + 5);
   const int64_t B = c.train_batch, T = cfg.block_size;
-  auto tokens = torch::randint(0, cfg.vocab_size, {B, T}, gen, torch::kLong);
-  auto labels = random_labels(B, cfg.num_classes, gen);
+  auto tokens = torch::randint(0, cfg.vocab_size, {B, T}, gen, torch::kLong).to(default_device());
+  auto labels = random_labels(B, cfg.num_classes, gen).to(default_device());
   std::vector<std::pair<std::string, at::Tensor>> params;
   for (const auto& p : gpt->named_parameters()) params.emplace_back(p.key(), p.value());
   train::OptimConfig oc;  // AdamW lr 1e-4, betas (0.9, 0.95), decay 0.05 on dim >= 2, clip 1.0
@@ -179,9 +244,9 @@ nlohmann::json case_train(const CaseSpec& s) {
 // median_ms, min_ms, kv_bytes, floor_ms, ratio}]}
 nlohmann::json case_decode(const CaseSpec& s) {
   const auto& c = s.config;
-  auto bw = memory::measure_bandwidth(c.bandwidth_mib << 20, 5);
+  auto bw = device_bandwidth(c.bandwidth_mib << 20);
   auto cfg = gpt_config(c, s.preset, c.vocab);
-  auto gpt = random_gpt(cfg, c.seed);
+  auto gpt = placed(random_gpt(cfg, c.seed), c);
   const int64_t rows = (c.ar_sampling().guidance() ? 2 : 1) * s.batch;  // batch images
   std::vector<int64_t> positions = c.positions;
   std::sort(positions.begin(), positions.end());
@@ -189,8 +254,8 @@ nlohmann::json case_decode(const CaseSpec& s) {
   std::vector<std::vector<double>> ms(positions.size());
   c10::InferenceMode guard;
   gpt->setup_cache(rows, gpt->param_dtype());
-  auto labels = torch::zeros({rows}, torch::kLong);
-  auto tok = torch::ones({rows}, torch::kLong);
+  auto labels = torch::zeros({rows}, on_device(torch::kLong));
+  auto tok = torch::ones({rows}, on_device(torch::kLong));
   warm_up_ar(gpt, labels.narrow(0, 0, s.batch), rows > s.batch, c.warmup_steps);
   // Rounds interleave the positions, so drifting machine load hits them alike. Each round fills
   // the cache up to a position with one chunked pass, then times decode steps there (each step
@@ -200,7 +265,7 @@ nlohmann::json case_decode(const CaseSpec& s) {
     int64_t filled = 1;
     for (size_t i = 0; i < positions.size(); ++i) {
       const int64_t p = positions[i];
-      if (p > filled) gpt->extend(torch::zeros({rows, p - filled}, torch::kLong), filled);
+      if (p > filled) gpt->extend(torch::zeros({rows, p - filled}, on_device(torch::kLong)), filled);
       for (int k = 0; k < c.decode_iters; ++k) {
         auto t0 = Clock::now();
         auto logits = gpt->decode_step(tok, p);
@@ -237,13 +302,13 @@ nlohmann::json case_decode(const CaseSpec& s) {
 // forward: {batch, seq, gflop, seconds (list), gflops (best), gemm_peak_gflops, fraction}
 nlohmann::json case_forward(const CaseSpec& s) {
   const auto& c = s.config;
-  const double peak = runtime::measure_gemm_gflops(1024, 10);
+  const double peak = device_gemm_gflops(c.weight_dtype());
   auto cfg = gpt_config(c, s.preset, c.vocab);
-  auto gpt = random_gpt(cfg, c.seed);
+  auto gpt = placed(random_gpt(cfg, c.seed), c);
   auto gen = make_generator(c.seed + 9);
   const int64_t B = c.forward_batch, n = cfg.block_size - 1;
-  auto tokens = torch::randint(0, cfg.vocab_size, {B, n}, gen, torch::kLong);
-  auto labels = random_labels(B, cfg.num_classes, gen);
+  auto tokens = torch::randint(0, cfg.vocab_size, {B, n}, gen, torch::kLong).to(default_device());
+  auto labels = random_labels(B, cfg.num_classes, gen).to(default_device());
   c10::InferenceMode guard;
   gpt->forward_full(tokens.narrow(0, 0, 1), labels.narrow(0, 0, 1));  // warm-up, small
   std::vector<double> times;

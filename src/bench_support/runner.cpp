@@ -147,6 +147,7 @@ struct Driver {
 
   json run_case(const CaseSpec& spec, const std::string& label) const {
     std::vector<std::string> argv = {options.exe,  "--threads",  std::to_string(options.threads),
+                                     "--device",    options.device,
                                      "--verbosity", "0",         "bench",
                                      "--case",      spec.name,   "--case-spec",
                                      spec.to_json().dump()};
@@ -503,23 +504,26 @@ json run_bench(const BenchConfig& config, const RunOptions& options) {
   report["config"] = config.to_json();
   report["machine"] = runtime::describe(false);
   report["machine"]["threads"] = options.threads;
+  report["machine"]["device"] = options.device;
   report["vq_decoding"] = "excluded (identical for CTF and the baseline)";
   report["load_average_start"] = load_average();
   report["omp_wait_policy"] = config.omp_wait_policy;
   const bool need_python = config.has_section("python") || config.has_section("train");
   bool have_python = false;
-  if (need_python) {
-    d.script = find_reference_script(config, options.exe, options.source_tree);
-    have_python = !d.script.empty() && python_has_torch(config.python);
-  }
   json python_facts = json::object();
   json py = {{"checks", json::array()}, {"sampling", json::array()}, {"train", json::array()}};
-  if (need_python && !have_python) {
-    py["skipped"] = "no usable Python reference: '" + config.python +
-                    "' cannot import torch and numpy, or bench/reference_sampler.py was not "
-                    "found (--python, --python-script, --no-python)";
-    d.log("bench: " + py["skipped"].get<std::string>());
+  if (need_python && options.device != "cpu") {
+    py["skipped"] = "the PyTorch reference runs on the CPU only; its comparisons (python, train) "
+                    "are made with --device cpu";
+  } else if (need_python) {
+    d.script = find_reference_script(config, options.exe, options.source_tree);
+    have_python = !d.script.empty() && python_has_torch(config.python);
+    if (!have_python)
+      py["skipped"] = "no usable Python reference: '" + config.python +
+                      "' cannot import torch and numpy, or bench/reference_sampler.py was not "
+                      "found (--python, --python-script, --no-python)";
   }
+  if (py.contains("skipped")) d.log("bench: " + py["skipped"].get<std::string>());
   std::map<std::string, std::string> files;
   if (need_python) files = d.export_and_check(work.path(), have_python, py, python_facts);
   json sampling = json::array();

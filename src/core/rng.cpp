@@ -4,15 +4,33 @@
 #include <torch/torch.h>
 
 #include <mutex>
+#include <vector>
+
+#include "core/device.h"
+#include "core/error.h"
 
 namespace ctfgen {
+namespace {
+// Dropout on a CUDA device draws from that device's default generator, not the CPU's: the
+// global state then holds both (CPU bytes first), so a resumed CUDA run is exact too.
+bool device_generator_in_use() { return default_device().is_cuda(); }
+at::Generator device_generator() { return at::globalContext().defaultGenerator(default_device()); }
+
+at::Tensor state_of(at::Generator gen) {
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+}  // namespace
 
 at::Generator make_generator(uint64_t seed) { return at::detail::createCPUGenerator(seed); }
 
 void seed_global(uint64_t seed) {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_current_seed(seed);
+  std::vector<at::Generator> gens{at::detail::getDefaultCPUGenerator()};
+  if (device_generator_in_use()) gens.push_back(device_generator());
+  for (auto& gen : gens) {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(seed);
+  }
 }
 
 RngState capture_rng(at::Generator& gen) {
@@ -21,9 +39,8 @@ RngState capture_rng(at::Generator& gen) {
     std::lock_guard<std::mutex> lock(gen.mutex());
     s.generator = gen.get_state();
   }
-  auto global = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(global.mutex());
-  s.global = global.get_state();
+  s.global = state_of(at::detail::getDefaultCPUGenerator());
+  if (device_generator_in_use()) s.global = torch::cat({s.global, state_of(device_generator())});
   return s;
 }
 
@@ -32,9 +49,22 @@ void restore_rng(at::Generator& gen, const RngState& state) {
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(state.generator);
   }
-  auto global = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(global.mutex());
-  global.set_state(state.global);
+  auto cpu = at::detail::getDefaultCPUGenerator();
+  const int64_t cpu_bytes = state_of(cpu).numel();
+  CTFGEN_CHECK(state.global.dim() == 1 && state.global.numel() >= cpu_bytes,
+               "generator state: expected at least ", cpu_bytes, " bytes, got ",
+               state.global.numel());
+  {
+    std::lock_guard<std::mutex> lock(cpu.mutex());
+    cpu.set_state(state.global.narrow(0, 0, cpu_bytes).contiguous());
+  }
+  // A state saved on a CUDA run carries the device generator after the CPU bytes; restored when
+  // this run is on CUDA too (a CPU run ignores it; a CUDA run resuming a CPU state keeps its seed).
+  if (device_generator_in_use() && state.global.numel() > cpu_bytes) {
+    auto dev = device_generator();
+    std::lock_guard<std::mutex> lock(dev.mutex());
+    dev.set_state(state.global.narrow(0, cpu_bytes, state.global.numel() - cpu_bytes).contiguous());
+  }
 }
 
 at::Tensor epoch_permutation(int64_t n, uint64_t seed, int64_t epoch) {

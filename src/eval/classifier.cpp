@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "core/json_config.h"
 #include "core/log.h"
@@ -81,6 +82,7 @@ Classifier load_classifier(const std::string& path) {
   Classifier model(ClassifierConfig::from_json(comp.config));
   io::load_module_strict(*model, comp.file);
   model->eval();
+  model->to(default_device());
   return model;
 }
 
@@ -94,10 +96,11 @@ double classifier_accuracy(Classifier& model, const at::Tensor& x, const at::Ten
   const bool was_training = model->is_training();
   model->eval();
   int64_t correct = 0;
+  const c10::Device device = module_device(*model);
   for (int64_t i = 0; i < x.size(0); i += batch) {
     const int64_t j = std::min(x.size(0), i + batch);
-    auto pred = model->forward(x.slice(0, i, j).to(torch::kFloat)).argmax(1);
-    correct += pred.eq(y.slice(0, i, j).to(torch::kLong)).sum().item<int64_t>();
+    auto pred = model->forward(x.slice(0, i, j).to(device, torch::kFloat)).argmax(1);
+    correct += pred.eq(y.slice(0, i, j).to(device, torch::kLong)).sum().item<int64_t>();
   }
   model->train(was_training);
   return static_cast<double>(correct) / static_cast<double>(x.size(0));
@@ -115,7 +118,7 @@ FeatureOutput ClassifierNet::run(const at::Tensor& images) {
                c.in_channels, ", H, W], got ", shape_str(images.sizes()));
   torch::NoGradGuard no_grad;
   model_->eval();
-  auto x = images.to(torch::kFloat);
+  auto x = images.to(module_device(*model_), torch::kFloat);
   if (x.size(2) != c.image_size || x.size(3) != c.image_size)
     x = at::upsample_bilinear2d(x, {c.image_size, c.image_size}, /*align_corners=*/false);
   FeatureOutput out;
@@ -187,6 +190,7 @@ ClassifierTrainResult train_classifier(Classifier& model, const at::Tensor& trai
   ClassifierTrainResult result;
   result.resumed = trainer.resume_if_present();
   model->train();
+  const c10::Device device = module_device(*model);  // batches go where the model is
   auto labels = train_y.to(torch::kLong);
   double window_loss = 0;
   int64_t window_n = 0;
@@ -195,12 +199,12 @@ ClassifierTrainResult train_classifier(Classifier& model, const at::Tensor& trai
   CTFGEN_CHECK(batch >= 1, "train_classifier: ", n, " images cannot feed ", world, " processes");
   while (!trainer.done()) {
     auto idx = trainer.next_batch(batch, n);
-    auto x = train_x.index_select(0, idx).to(torch::kFloat);
-    auto y = labels.index_select(0, idx);
+    auto x = train_x.index_select(0, idx).to(device, torch::kFloat);
+    auto y = labels.index_select(0, idx).to(device);
     if (config.hflip) {  // data::random_hflip's draws, made for the global batch then sharded
       auto draw = torch::rand({world * batch}, trainer.generator(),
                               torch::TensorOptions().dtype(torch::kFloat));
-      auto flip = trainer.shard(draw < 0.5);
+      auto flip = trainer.shard(draw < 0.5).to(device);
       x = torch::where(flip.view({-1, 1, 1, 1}), x.flip({3}), x);
     }
     opt.zero_grad();

@@ -63,7 +63,7 @@ TORCH_MODULE(Classifier);
 /// Writes a component file of kind "classifier" (meta: e.g. dataset, steps, test accuracy).
 void save_classifier(const std::string& path, Classifier& model,
                      const nlohmann::json& meta = nlohmann::json::object());
-/// Loads a "classifier" component (strict), in eval mode.
+/// Loads a "classifier" component (strict), in eval mode, on default_device() (core/device.h).
 Classifier load_classifier(const std::string& path);
 
 /// Top-1 accuracy of `model` (eval mode, no gradients) on x [N, C, S, S] in [-1, 1], y [N] int64.

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "core/json_config.h"
 #include "core/log.h"
@@ -252,6 +253,7 @@ InceptionV3 load_inception(const std::string& path, const InceptionConfig& fallb
     if (name.rfind("AuxLogits.", 0) == 0) ignore.insert(name);
   io::load_module_strict(*model, file, "", ignore);
   model->eval();
+  model->to(default_device());
   log::debug("loaded Inception-v3 (", config.variant, ", ", config.num_classes, " classes) from ",
              path);
   return model;
@@ -268,7 +270,7 @@ FeatureOutput InceptionNet::run(const at::Tensor& images) {
                "InceptionNet: expected images [B, 1 or 3, H, W], got ", shape_str(images.sizes()));
   torch::NoGradGuard no_grad;
   model_->eval();
-  auto x = images.to(torch::kFloat);
+  auto x = images.to(module_device(*model_), torch::kFloat);
   if (x.size(1) == 1) x = x.expand({-1, 3, -1, -1});
   FeatureOutput out;
   out.features = model_->features(x.contiguous());

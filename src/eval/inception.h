@@ -140,7 +140,8 @@ void save_inception(const std::string& path, InceptionV3& model,
 /// Loads weights: a ctfgen component of kind "inception" (its stored config is used), or a plain
 /// safetensors file of torchvision-named tensors (then `config` gives the variant and class
 /// count). Strict about names and shapes, except that BatchNorm "num_batches_tracked" counters
-/// may be absent (older state dicts lack them). Returns the model in eval mode.
+/// may be absent (older state dicts lack them). Returns the model in eval mode on
+/// default_device() (core/device.h).
 InceptionV3 load_inception(const std::string& path, const InceptionConfig& config = {});
 
 /// FeatureNet over Inception-v3: pool3 features [B, 2048] and softmax over all logits.

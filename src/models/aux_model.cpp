@@ -33,7 +33,7 @@ at::Tensor aux_loss(Aux& model, const at::Tensor& coarse, const at::Tensor& fine
   const int64_t V = logits.size(2);
   check_tokens(fine, coarse.size(0), V, "aux_loss fine");
   return torch::nn::functional::cross_entropy(logits.reshape({-1, V}),
-                                              fine.to(torch::kLong).reshape({-1}));
+                                              fine.to(logits.device(), torch::kLong).reshape({-1}));
 }
 
 }  // namespace ctfgen::models

@@ -21,7 +21,7 @@ at::Tensor GPTImpl::forward_full(const at::Tensor& tokens, const at::Tensor& lab
   CTFGEN_CHECK(tokens.size(1) <= config_.block_size, "GPT: ", tokens.size(1),
                " input tokens exceed block_size ", config_.block_size);
   auto h = embed(labels, tokens);  // [B, n + 1, D]
-  h = run_blocks(h, nn::causal_mask(h.size(1)));
+  h = run_blocks(h, nn::causal_mask(h.size(1), h.device()));
   return head(h);
 }
 
@@ -34,10 +34,12 @@ at::Tensor GPTImpl::forward_train(const at::Tensor& tokens, const at::Tensor& la
 
 void GPTImpl::setup_cache(int64_t max_batch, at::ScalarType dtype) {
   CTFGEN_CHECK(max_batch >= 1, "GPT setup_cache: max_batch must be >= 1, got ", max_batch);
-  if (!cache_.empty() && cache_.max_batch >= max_batch && cache_.layers[0].k.scalar_type() == dtype)
+  const c10::Device device = tok_embeddings->weight.device();
+  if (!cache_.empty() && cache_.max_batch >= max_batch &&
+      cache_.layers[0].k.scalar_type() == dtype && cache_.layers[0].k.device() == device)
     return;
   cache_ = nn::KVCache::allocate(config_.n_layer, max_batch, config_.n_head, config_.seq_len(),
-                                 config_.head_dim(), dtype);
+                                 config_.head_dim(), dtype, device);
   cache_batch_ = 0;
   filled_ = 0;
 }
@@ -57,7 +59,7 @@ at::Tensor GPTImpl::prefill(const at::Tensor& labels) {
   CTFGEN_CHECK(B <= cache_.max_batch, "GPT prefill: batch ", B, " exceeds the cache's max batch ",
                cache_.max_batch);
   torch::NoGradGuard no_grad;
-  auto none = torch::empty({B, 0}, torch::kLong);
+  auto none = torch::empty({B, 0}, labels.options().dtype(torch::kLong));
   auto h = run_blocks_cached(embed(labels, none), cache_, 0);  // [B, 1, D]
   cache_batch_ = B;
   filled_ = 1;
@@ -93,7 +95,7 @@ at::Tensor gpt_loss(GPT& model, const at::Tensor& tokens, const at::Tensor& labe
   auto logits = model->forward_train(tokens, labels);  // [B, T, V]
   const int64_t V = logits.size(2);
   return torch::nn::functional::cross_entropy(logits.reshape({-1, V}),
-                                              tokens.to(torch::kLong).reshape({-1}));
+                                              tokens.to(logits.device(), torch::kLong).reshape({-1}));
 }
 
 }  // namespace ctfgen::models

@@ -54,10 +54,22 @@ void ClassTokenTransformer::reset_parameters(double std, at::Generator& gen) {
   }
 }
 
+const at::Tensor& ClassTokenTransformer::rope_on(c10::Device device) {
+  if (rope_.device() != device) {
+    // The table is a plain member (not moved by Module::to), copied on first use on a device; a
+    // normal tensor even inside InferenceMode, so training can save it for backward later.
+    c10::InferenceMode normal_tensor(false);
+    rope_ = rope_.to(device);
+  }
+  return rope_;
+}
+
 at::Tensor ClassTokenTransformer::embed(const at::Tensor& labels, const at::Tensor& tokens) {
-  auto cls = cls_embedding(labels);  // [B, 1, D]
+  // Inputs may live anywhere; they are moved to the weights' device (a no-op when already there).
+  const c10::Device device = tok_embeddings->weight.device();
+  auto cls = cls_embedding(labels.to(device));  // [B, 1, D]
   at::Tensor h = cls;
-  if (tokens.size(1) > 0) h = torch::cat({cls, tok_embeddings(tokens.to(torch::kLong))}, 1);
+  if (tokens.size(1) > 0) h = torch::cat({cls, tok_embeddings(tokens.to(device, torch::kLong))}, 1);
   return tok_dropout(h);
 }
 
@@ -65,7 +77,7 @@ at::Tensor ClassTokenTransformer::run_blocks(const at::Tensor& h, const at::Tens
   const int64_t S = h.size(1);
   CTFGEN_CHECK(S <= rope_.size(0), "sequence of ", S, " positions exceeds the model's ",
                rope_.size(0), " (1 + block_size)");
-  auto rows = rope_.narrow(0, 0, S);
+  auto rows = rope_on(h.device()).narrow(0, 0, S);
   at::Tensor x = h;
   for (auto& b : blocks_) x = b->forward(x, rows, mask);
   return x;
@@ -78,7 +90,7 @@ at::Tensor ClassTokenTransformer::run_blocks_cached(const at::Tensor& h, nn::KVC
                start_pos + s, ") exceed the model's ", rope_.size(0), " (1 + block_size)");
   CTFGEN_CHECK(static_cast<int64_t>(cache.layers.size()) == trunk_.n_layer,
                "KV cache has ", cache.layers.size(), " layers, model has ", trunk_.n_layer);
-  auto rows = rope_.narrow(0, start_pos, s);
+  auto rows = rope_on(h.device()).narrow(0, start_pos, s);
   at::Tensor x = h;
   for (size_t i = 0; i < blocks_.size(); ++i)
     x = blocks_[i]->forward_cached(x, rows, cache.layers[i], start_pos);

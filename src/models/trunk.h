@@ -51,6 +51,8 @@ class ClassTokenTransformer : public torch::nn::Module {
   at::Tensor run_blocks(const at::Tensor& h, const at::Tensor& mask);
   /// All blocks through the KV cache at positions [start_pos, start_pos + s).
   at::Tensor run_blocks_cached(const at::Tensor& h, nn::KVCache& cache, int64_t start_pos);
+  /// The RoPE table on `device` (moved there on first use).
+  const at::Tensor& rope_on(c10::Device device);
   /// Final norm and output head; logits cast to float32. [B, S, D] -> [B, S, out_vocab]
   at::Tensor head(const at::Tensor& h);
 

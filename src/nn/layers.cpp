@@ -63,7 +63,8 @@ at::Tensor LabelEmbedderImpl::forward(const at::Tensor& labels) {
                  "]");
   }
   if (is_training() && dropout_prob > 0) {
-    auto drop = torch::rand({lab.size(0)}) < dropout_prob;
+    // The device's global generator, like every dropout (core/rng.h).
+    auto drop = torch::rand({lab.size(0)}, lab.options().dtype(torch::kFloat32)) < dropout_prob;
     lab = torch::where(drop, torch::full_like(lab, num_classes), lab);
   }
   return embedding_table(lab).unsqueeze(1);
@@ -71,7 +72,7 @@ at::Tensor LabelEmbedderImpl::forward(const at::Tensor& labels) {
 
 // ---------------------------------------------------------------------------------------------
 KVCache KVCache::allocate(int64_t n_layer, int64_t max_batch, int64_t n_head, int64_t max_seq,
-                          int64_t head_dim, at::ScalarType dtype) {
+                          int64_t head_dim, at::ScalarType dtype, c10::Device device) {
   CTFGEN_CHECK(max_batch >= 1 && max_seq >= 1, "KVCache: max_batch ", max_batch, " and max_seq ",
                max_seq, " must be >= 1");
   KVCache c;
@@ -79,7 +80,7 @@ KVCache KVCache::allocate(int64_t n_layer, int64_t max_batch, int64_t n_head, in
   c.max_seq = (max_seq + 7) / 8 * 8;
   // Normal (non-inference) tensors, so the cache can be written inside and outside InferenceMode.
   c10::InferenceMode normal_tensors(false);
-  auto opts = torch::TensorOptions().dtype(dtype);
+  auto opts = torch::TensorOptions().dtype(dtype).device(device);
   for (int64_t i = 0; i < n_layer; ++i)
     c.layers.push_back({torch::zeros({max_batch, n_head, c.max_seq, head_dim}, opts),
                         torch::zeros({max_batch, n_head, c.max_seq, head_dim}, opts)});
@@ -152,7 +153,8 @@ at::Tensor AttentionImpl::forward_cached(const at::Tensor& x, const at::Tensor& 
   auto vals = cache.v.narrow(0, 0, B).narrow(2, 0, end);
   at::Tensor mask;  // a single query at position end-1 sees every cached position
   if (s > 1)
-    mask = torch::ones({s, end}, torch::TensorOptions().dtype(torch::kBool)).tril(start_pos);
+    mask = torch::ones({s, end}, torch::TensorOptions().dtype(torch::kBool).device(q.device()))
+               .tril(start_pos);
   // One query (the decode step): a fused kernel instead of B*H small BLAS calls per product.
   auto y = s == 1 && single_query_attention_supported(q, keys, vals)
                ? single_query_attention(q, keys, vals, 1.0 / std::sqrt(double(head_dim)))
@@ -216,8 +218,8 @@ at::Tensor TransformerBlockImpl::forward_cached(const at::Tensor& x, const at::T
   return h + feed_forward(ffn_norm(h));
 }
 
-at::Tensor causal_mask(int64_t S) {
-  return torch::ones({S, S}, torch::TensorOptions().dtype(torch::kBool)).tril();
+at::Tensor causal_mask(int64_t S, c10::Device device) {
+  return torch::ones({S, S}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril();
 }
 
 }  // namespace ctfgen::nn

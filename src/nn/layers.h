@@ -59,9 +59,11 @@ struct KVCache {
   std::vector<LayerKV> layers;
   int64_t max_batch = 0;
   int64_t max_seq = 0;  // S_max (multiple of 8)
-  /// Allocates n_layer zero-filled layers of [max_batch, n_head, round_up_8(max_seq), head_dim].
+  /// Allocates n_layer zero-filled layers of [max_batch, n_head, round_up_8(max_seq), head_dim]
+  /// on `device`.
   static KVCache allocate(int64_t n_layer, int64_t max_batch, int64_t n_head, int64_t max_seq,
-                          int64_t head_dim, at::ScalarType dtype);
+                          int64_t head_dim, at::ScalarType dtype,
+                          c10::Device device = c10::Device(c10::kCPU));
   bool empty() const { return layers.empty(); }
   /// Bytes held by all k/v buffers.
   int64_t bytes() const;
@@ -116,7 +118,7 @@ struct TransformerBlockImpl : torch::nn::Module {
 };
 TORCH_MODULE(TransformerBlock);
 
-/// [S, S] bool lower-triangular mask (true = attend).
-at::Tensor causal_mask(int64_t S);
+/// [S, S] bool lower-triangular mask (true = attend) on `device`.
+at::Tensor causal_mask(int64_t S, c10::Device device = c10::Device(c10::kCPU));
 
 }  // namespace ctfgen::nn

@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -55,6 +56,7 @@ Generator load_generator(const GeneratorFiles& files) {
   g.gpt = models::GPT(component_config<models::GPTConfig>(gc));
   io::load_module_strict(*g.gpt, gc.file);
   g.gpt->eval();
+  g.gpt->to(default_device());
   g.files["model"] = {{"path", files.model}, {"sha256", fs::sha256_file(files.model)}};
   const int64_t V = g.vq->config.codebook_size;
   const int64_t T = g.gpt->config().block_size;
@@ -93,12 +95,13 @@ Generator load_generator(const GeneratorFiles& files) {
   g.aux = models::Aux(component_config<models::AuxConfig>(ac));
   io::load_module_strict(*g.aux, ac.file);
   g.aux->eval();
+  g.aux->to(default_device());
   const auto& acfg = g.aux->config();
   CTFGEN_CHECK(acfg.coarse_vocab == K && acfg.fine_vocab == V && acfg.block_size == T, files.aux,
                ": expects K=", acfg.coarse_vocab, ", V=", acfg.fine_vocab, ", T=", acfg.block_size,
                " but the files give K=", K, ", V=", V, ", T=", T);
   g.files["aux"] = {{"path", files.aux}, {"sha256", fs::sha256_file(files.aux)}};
-  g.member_mask = g.clusters->member_mask();
+  g.member_mask = g.clusters->member_mask().to(default_device());
   return g;
 }
 
@@ -147,14 +150,15 @@ GenerateResult generate(Generator& g, const at::Tensor& labels, const GenerateCo
     };
     auto s1 = sampling::sample_ar(g.gpt, y, config.stage1, rng, cb);
     r.seconds_stage1 += seconds_since(t0);
-    stage1_out.push_back(s1);
+    stage1_out.push_back(s1.cpu());  // results are gathered on the CPU
     if (g.mode == "ctf") {
       t0 = std::chrono::steady_clock::now();
       fine_out.push_back(sampling::sample_fine(g.aux, s1, y, config.stage2, rng,
-                                               config.restrict_to_cluster ? &g.member_mask : nullptr));
+                                               config.restrict_to_cluster ? &g.member_mask : nullptr)
+                             .cpu());
       r.seconds_stage2 += seconds_since(t0);
     } else {
-      fine_out.push_back(s1);
+      fine_out.push_back(s1.cpu());
     }
   }
   if (progress) progress->finish();
@@ -171,7 +175,9 @@ GenerateResult generate(Generator& g, const at::Tensor& labels, const GenerateCo
         g.clusters->centroids().to(torch::kFloat),
         torch::nn::functional::NormalizeFuncOptions().dim(1).eps(1e-12));
     auto z = cent.index_select(0, r.coarse.flatten()).view({N, g.grid_h, g.grid_w, -1});
-    r.preview = g.vq->decode(z.permute({0, 3, 1, 2}).contiguous()).clamp(-1.0, 1.0);
+    r.preview = g.vq->decode(z.permute({0, 3, 1, 2}).contiguous().to(module_device(*g.vq)))
+                    .clamp(-1.0, 1.0)
+                    .cpu();
   }
   return r;
 }

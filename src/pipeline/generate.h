@@ -39,6 +39,7 @@ struct Generator {
 
 /// Loads and cross-checks the files: the GPT's vocabulary must equal K (CTF) or V (baseline),
 /// every file must record the same tokenizer hash, the aux model's vocabularies must match.
+/// The models are put on default_device() (core/device.h).
 Generator load_generator(const GeneratorFiles& files);
 
 struct GenerateConfig {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "core/json_config.h"
 #include "core/log.h"
@@ -140,12 +141,14 @@ Net build_net(GeneratorStage stage, const nlohmann::json& config, uint64_t seed)
   n.config = config;
   if (stage == GeneratorStage::Aux) {
     models::Aux m(models::AuxConfig::from_json(config), seed);
+    m->to(default_device());  // before the optimiser takes the parameters
     n.module = m.ptr();
     n.loss = [m](const at::Tensor& in, const at::Tensor& tgt, const at::Tensor& y) mutable {
       return models::aux_loss(m, in, tgt, y);
     };
   } else {
     models::GPT m(models::GPTConfig::from_json(config), seed);
+    m->to(default_device());
     n.module = m.ptr();
     n.loss = [m](const at::Tensor& in, const at::Tensor& tgt, const at::Tensor& y) mutable {
       (void)tgt;  // causal LM: the targets are the inputs
@@ -261,7 +264,8 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
     }
     at::Tensor loss;
     {
-      nn::AutocastGuard autocast(torch::kCPU, amp);
+      // Batches stay on the CPU until here; the models move their inputs to their device.
+      nn::AutocastGuard autocast(default_device().type(), amp);
       loss = net.loss(inputs, train.targets.index_select(0, idx), train.labels.index_select(0, idx));
     }
     opt.zero_grad();

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "core/shape.h"
 #include "sampling/logits_ops.h"
@@ -27,8 +28,8 @@ at::Tensor sample_ar(models::GPT& model, const at::Tensor& labels, const Samplin
   EvalScope eval(*model);
   const int64_t B = labels.size(0), T = mc.block_size;
   const bool cfg = config.guidance();
-  auto lab = labels.to(torch::kLong);
-  if (cfg) lab = torch::cat({lab, torch::full({B}, mc.num_classes, torch::kLong)});
+  auto lab = labels.to(module_device(*model), torch::kLong);
+  if (cfg) lab = torch::cat({lab, torch::full({B}, mc.num_classes, lab.options())});
   model->setup_cache(lab.size(0), model->param_dtype());
 
   auto choose = [&](const at::Tensor& logits, int64_t t) {  // logits [rows, V] -> [B]
@@ -40,7 +41,7 @@ at::Tensor sample_ar(models::GPT& model, const at::Tensor& labels, const Samplin
     return sample_tokens(l, config, gen);
   };
 
-  auto out = torch::empty({B, T}, torch::kLong);
+  auto out = torch::empty({B, T}, lab.options());
   auto tok = choose(model->prefill(lab), 0);
   out.select(1, 0).copy_(tok);
   if (progress) progress(1, T);

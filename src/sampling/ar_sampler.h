@@ -18,7 +18,8 @@ namespace ctfgen::sampling {
 using StepCallback = std::function<void(int64_t done, int64_t total)>;
 
 /// Samples block_size tokens per label, deterministic for a given generator state.
-/// labels: [B] int64 in [0, num_classes] -> tokens [B, T] int64 in [0, vocab_size), raster order
+/// labels: [B] int64 in [0, num_classes] (any device) -> tokens [B, T] int64 in
+/// [0, vocab_size), raster order, on the model's device. `gen` is a CPU generator (core/rng.h).
 at::Tensor sample_ar(models::GPT& model, const at::Tensor& labels, const SamplingConfig& config,
                      at::Generator& gen, const StepCallback& progress = nullptr);
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "core/shape.h"
 #include "sampling/logits_ops.h"
@@ -17,8 +18,8 @@ at::Tensor member_mask_from_coarse_of(const at::Tensor& coarse_of, int64_t K) {
   const int64_t V = c.size(0);
   CTFGEN_CHECK(V == 0 || (c.min().item<int64_t>() >= 0 && c.max().item<int64_t>() < K),
                "member_mask_from_coarse_of: coarse labels must be in [0, ", K, ")");
-  auto mask = torch::zeros({K, V}, torch::kBool);
-  mask.index_put_({c, torch::arange(V)}, true);
+  auto mask = torch::zeros({K, V}, c.options().dtype(torch::kBool));
+  mask.index_put_({c, torch::arange(V, c.options())}, true);
   return mask;
 }
 
@@ -34,8 +35,8 @@ at::Tensor sample_fine(models::Aux& model, const at::Tensor& coarse, const at::T
   CTFGEN_CHECK(coarse.dim() == 2 && coarse.size(0) == B, "sample_fine: coarse must be [", B,
                ", T], got ", shape_str(coarse.sizes()));
   const int64_t T = coarse.size(1), K = mc.coarse_vocab, V = mc.fine_vocab;
-  const int64_t rows_per_image = (config.guidance() ? 2 : 1) * std::max<int64_t>(T, 1) * V;
-  if (chunk == 0) chunk = std::max<int64_t>(1, (int64_t{1} << 23) / rows_per_image);
+  const int64_t logits_per_image = (config.guidance() ? 2 : 1) * std::max<int64_t>(T, 1) * V;
+  if (chunk == 0) chunk = std::max<int64_t>(1, (int64_t{1} << 23) / logits_per_image);
   at::Tensor mask;
   if (member_mask) {
     mask = *member_mask;
@@ -47,17 +48,19 @@ at::Tensor sample_fine(models::Aux& model, const at::Tensor& coarse, const at::T
   c10::InferenceMode inference;
   const bool was_training = model->is_training();
   model->eval();
-  auto out = torch::empty({B, T}, torch::kLong);
+  const c10::Device device = module_device(*model);
+  if (mask.defined()) mask = mask.to(device);
+  auto out = torch::empty({B, T}, torch::TensorOptions().dtype(torch::kLong).device(device));
   try {
     const bool cfg = config.guidance();
-    auto all_coarse = coarse.to(torch::kLong), all_labels = labels.to(torch::kLong);
+    auto all_coarse = coarse.to(device, torch::kLong), all_labels = labels.to(device, torch::kLong);
     for (int64_t b0 = 0; b0 < B; b0 += chunk) {
       const int64_t n = std::min(chunk, B - b0);
       auto c = all_coarse.narrow(0, b0, n), lab = all_labels.narrow(0, b0, n);
       at::Tensor logits;  // [n, T, V]
       if (cfg) {
         auto both = model->forward(torch::cat({c, c}),
-                                   torch::cat({lab, torch::full({n}, mc.num_classes, torch::kLong)}));
+                                   torch::cat({lab, torch::full({n}, mc.num_classes, lab.options())}));
         logits = cfg_mix(both.narrow(0, 0, n), both.narrow(0, n, n), config.cfg_scale);
       } else {
         logits = model->forward(c, lab);

@@ -14,7 +14,8 @@ namespace ctfgen::sampling {
 
 /// coarse: [B, T] int64 in [0, K), labels: [B] int64 in [0, num_classes],
 /// member_mask: [K, V] bool (true = fine code v belongs to cluster k) or nullptr
-/// -> fine tokens [B, T] int64 in [0, V). Deterministic for a given generator state.
+/// (any device) -> fine tokens [B, T] int64 in [0, V) on the model's device. Deterministic for a
+/// given state of the CPU generator `gen`.
 /// cfg_interval does not apply (one pass). Images are processed in chunks of `chunk` to bound
 /// the [rows, T, V] logits memory; 0 = automatic: as many images as keep the chunk's logits
 /// near 2^23 floats (32 MiB; 2 images at T 256 and V 16384), at least 1. Large chunks were

@@ -67,7 +67,9 @@ at::Tensor sample(const at::Tensor& logits, at::Generator& gen, bool argmax) {
   const int64_t N = lf.size(0), V = lf.size(1);
   auto cdf = torch::softmax(lf, -1).cumsum(-1);
   auto total = cdf.narrow(1, V - 1, 1);  // [N, 1], 1 up to rounding
-  auto u = torch::rand({N, 1}, gen, lf.options()) * total;
+  // u is drawn on the CPU (the generator is a CPU one, core/rng.h) and moved: the same draws on
+  // every device.
+  auto u = torch::rand({N, 1}, gen, torch::kFloat32).to(lf.device()) * total;
   u = torch::minimum(u, total * (1.0 - 1.0 / (1 << 23)));
   auto idx = torch::searchsorted(cdf, u, /*out_int32=*/false, /*right=*/true).squeeze(1);
   return idx.clamp_max(V - 1);

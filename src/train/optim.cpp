@@ -69,12 +69,15 @@ void AdamW::zero_grad() {
 }
 
 double AdamW::grad_norm() const {
-  double sq = 0;
+  // Summed on the parameters' device and read once: one device sync per step, not one per tensor.
+  at::Tensor sq;
   for (const auto& s : slots_) {
     const auto& g = s.param.grad();
-    if (g.defined()) sq += g.to(torch::kDouble).pow(2).sum().item<double>();
+    if (!g.defined()) continue;
+    auto part = g.to(torch::kDouble).pow(2).sum();
+    sq = sq.defined() ? sq + part : part;
   }
-  return std::sqrt(sq);
+  return sq.defined() ? std::sqrt(sq.item<double>()) : 0.0;
 }
 
 void AdamW::step(double lr, double norm) {

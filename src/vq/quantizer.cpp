@@ -65,7 +65,7 @@ at::Tensor VectorQuantizerImpl::nearest_codes(const at::Tensor& z_flat) const {
 at::Tensor VectorQuantizerImpl::lookup(const at::Tensor& indices) const {
   CTFGEN_CHECK(indices.dim() == 3, "quantizer lookup: indices must be [B, h, w], got ",
                shape_str(indices.sizes()));
-  auto idx = indices.to(torch::kLong);
+  auto idx = indices.to(embedding->weight.device(), torch::kLong);  // indices may be anywhere
   if (idx.numel() > 0) {
     const int64_t lo = idx.min().item<int64_t>(), hi = idx.max().item<int64_t>();
     CTFGEN_CHECK(lo >= 0 && hi < config.codebook_size, "quantizer lookup: code indices must be in [0, ",
@@ -142,7 +142,7 @@ int64_t VectorQuantizerImpl::restart_dead_codes(const at::Tensor& z_flat, at::Ge
   CTFGEN_CHECK(z_flat.size(0) > 0, "restart_dead_codes: no encoder vectors given");
   torch::NoGradGuard no_grad;
   const int64_t V = config.codebook_size;
-  auto used = torch::zeros({V}, torch::kBool);
+  auto used = torch::zeros({V}, codebook_used.options().dtype(torch::kBool));
   CTFGEN_CHECK(recent >= 1, "restart_dead_codes: recent must be >= 1, got ", recent);
   const int64_t W = codebook_used.numel();
   auto window = codebook_used.slice(0, W - std::min(recent, W), W).to(torch::kLong).clamp(0, V - 1);
@@ -151,15 +151,17 @@ int64_t VectorQuantizerImpl::restart_dead_codes(const at::Tensor& z_flat, at::Ge
   const int64_t n_dead = dead.numel();
   if (n_dead == 0) return 0;
   const int64_t n = z_flat.size(0);
+  // Draws on the CPU generator, then moved (the same restarts on every device; core/rng.h).
   at::Tensor pick;
   if (n_dead <= n) {
     pick = torch::randperm(n, gen, torch::kLong).slice(0, 0, n_dead);
   } else {
     pick = torch::randint(0, n, {n_dead}, gen, torch::kLong);
   }
-  auto rows = z_flat.index_select(0, pick).to(embedding->weight.dtype());
+  auto rows = z_flat.index_select(0, pick.to(z_flat.device())).to(embedding->weight.dtype());
   if (config.dead_code_noise > 0.0)
-    rows = rows + config.dead_code_noise * torch::randn(rows.sizes(), gen, rows.options());
+    rows = rows + config.dead_code_noise *
+                      torch::randn(rows.sizes(), gen, torch::kFloat32).to(rows.options());
   embedding->weight.index_copy_(0, dead, rows);
   return n_dead;
 }

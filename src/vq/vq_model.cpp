@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "core/device.h"
 #include "core/rng.h"
 #include "core/shape.h"
 #include "io/checkpoint.h"
@@ -66,10 +67,11 @@ at::Tensor encode_to_indices(VQModel& model, const at::Tensor& x, int64_t batch_
   torch::NoGradGuard no_grad;
   const int64_t n = x.size(0);
   auto [h, w] = model->grid_size(x.size(2), x.size(3));
-  auto out = torch::empty({n, h, w}, torch::kLong);
+  auto out = torch::empty({n, h, w}, torch::kLong);  // on the CPU, like the images
+  const c10::Device device = module_device(*model);
   for (int64_t i = 0; i < n; i += batch_size) {
     const int64_t j = std::min(n, i + batch_size);
-    out.slice(0, i, j).copy_(model->encode(x.slice(0, i, j).to(torch::kFloat)).indices);
+    out.slice(0, i, j).copy_(model->encode(x.slice(0, i, j).to(device, torch::kFloat)).indices);
   }
   return out;
 }
@@ -82,7 +84,7 @@ at::Tensor decode_from_indices(VQModel& model, const at::Tensor& codes, int64_t 
   const int64_t n = codes.size(0);
   std::vector<at::Tensor> parts;
   for (int64_t i = 0; i < n; i += batch_size)
-    parts.push_back(model->decode_indices(codes.slice(0, i, std::min(n, i + batch_size))));
+    parts.push_back(model->decode_indices(codes.slice(0, i, std::min(n, i + batch_size))).cpu());
   CTFGEN_CHECK(!parts.empty(), "decode_from_indices: no codes given");
   return torch::cat(parts, 0);
 }
@@ -108,6 +110,7 @@ VQModel load_vq(const std::string& path) {
   VQModel model(config);
   io::load_module_strict(*model, c.file);
   model->eval();
+  model->to(default_device());
   return model;
 }
 

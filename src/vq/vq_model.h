@@ -70,9 +70,11 @@ struct VQModelImpl : torch::nn::Module {
 TORCH_MODULE(VQModel);
 
 /// Encodes images in batches without autograd (eval mode is the caller's choice).
-/// x: [N, C, H, W] float in [-1, 1] -> [N, h, w] int64.
+/// x: [N, C, H, W] float in [-1, 1] (any device; batches run on the model's) -> [N, h, w] int64
+/// on the CPU.
 at::Tensor encode_to_indices(VQModel& model, const at::Tensor& x, int64_t batch_size = 64);
-/// Decodes codes in batches without autograd. codes: [N, h, w] -> [N, C, H, W] raw outputs.
+/// Decodes codes in batches without autograd. codes: [N, h, w] (any device) -> [N, C, H, W] raw
+/// outputs on the CPU.
 at::Tensor decode_from_indices(VQModel& model, const at::Tensor& codes, int64_t batch_size = 64);
 
 /// Writes `model` as a component file of kind "vq" (config = model.config, meta as given plus
@@ -80,7 +82,8 @@ at::Tensor decode_from_indices(VQModel& model, const at::Tensor& codes, int64_t 
 void save_vq(const std::string& path, VQModel& model,
              nlohmann::json meta = nlohmann::json::object());
 /// Loads a kind "vq" component file strictly (every tensor name and shape must match the config);
-/// the model is returned in eval mode. Throws Error naming the file.
+/// the model is returned in eval mode on default_device() (core/device.h). Throws Error naming
+/// the file.
 VQModel load_vq(const std::string& path);
 
 /// io::tokenizer_hash over the model's tensors (codebook_used excluded).

@@ -8,6 +8,7 @@
 #include <limits>
 #include <memory>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/json_config.h"
@@ -82,11 +83,12 @@ VQEvalResult evaluate_vq(VQModel& model, const at::Tensor& images, int64_t batch
   const int64_t n = images.size(0);
   const bool ssim_ok = images.size(2) >= 11 && images.size(3) >= 11;
   auto counts = torch::zeros({model->config.codebook_size}, torch::kLong);
+  const c10::Device device = module_device(*model);
   double psnr_sum = 0, ssim_sum = 0, mse_sum = 0;
   for (int64_t i = 0; i < n; i += batch_size) {
-    auto x = images.slice(0, i, std::min(n, i + batch_size)).to(torch::kFloat);
+    auto x = images.slice(0, i, std::min(n, i + batch_size)).to(device, torch::kFloat);
     auto out = model(x);
-    counts += eval::code_counts(out.indices, model->config.codebook_size);
+    counts += eval::code_counts(out.indices, model->config.codebook_size).cpu();
     auto a = io::to_uint8(x), b = io::to_uint8(out.recon);
     psnr_sum += eval::psnr_per_image(a, b).sum().item<double>();
     if (ssim_ok) ssim_sum += eval::ssim_per_image(a, b).sum().item<double>();
@@ -108,7 +110,7 @@ VQEvalResult evaluate_vq(VQModel& model, const at::Tensor& images, int64_t batch
 namespace {
 
 at::Tensor hflip_random(const at::Tensor& x, at::Generator& gen) {
-  auto flip = torch::rand({x.size(0)}, gen) < 0.5;
+  auto flip = (torch::rand({x.size(0)}, gen) < 0.5).to(x.device());
   auto flipped = x.flip({3});
   return torch::where(flip.view({-1, 1, 1, 1}), flipped, x);
 }
@@ -121,7 +123,7 @@ void write_recon_grid(VQModel& model, const at::Tensor& images, const std::strin
   at::Tensor recon;
   {
     torch::NoGradGuard no_grad;
-    recon = model(images).recon;
+    recon = model(images.to(module_device(*model))).recon.cpu();
   }
   model->train(was_training);
   io::GridOptions g;
@@ -149,6 +151,7 @@ VQTrainResult train_vq(const VQTrainConfig& config, const at::Tensor& train_imag
   fs::ensure_dir(out_dir);
 
   VQModel model(mc, config.trainer.seed);
+  model->to(default_device());  // before the optimiser takes the parameters
   model->train();
   train::Trainer trainer(config.trainer, out_dir, "vq", mc.to_json());
   std::vector<std::pair<std::string, at::Tensor>> params;
@@ -163,6 +166,7 @@ VQTrainResult train_vq(const VQTrainConfig& config, const at::Tensor& train_imag
   if (use_disc) {
     auto dgen = make_generator(config.trainer.seed ^ 0x9e3779b97f4a7c15ULL);
     disc = NLayerDiscriminator(mc.in_channels, config.disc_ndf, config.disc_layers, dgen);
+    disc->to(default_device());
     disc->train();
     std::vector<std::pair<std::string, at::Tensor>> dparams;
     for (auto& p : disc->named_parameters()) dparams.emplace_back(p.key(), p.value());
@@ -190,7 +194,7 @@ VQTrainResult train_vq(const VQTrainConfig& config, const at::Tensor& train_imag
   const int64_t first_step = trainer.step();
   while (!trainer.done()) {
     auto idx = trainer.cursor().next_batch(config.batch_size, n);
-    auto x = train_images.index_select(0, idx).to(torch::kFloat);
+    auto x = train_images.index_select(0, idx).to(default_device(), torch::kFloat);
     if (config.hflip) x = hflip_random(x, trainer.generator());
     const int64_t step = trainer.step();
     const bool gan_on = use_disc && step >= config.disc_start;

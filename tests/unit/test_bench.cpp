@@ -252,10 +252,10 @@ TEST(BenchCli, MarkdownOutputAndJsonFile) {
   EXPECT_FALSE(j.contains("sampling"));
 }
 
-TEST(BenchCli, DeviceOtherThanCpuIsAUsageError) {
-  auto r = run_cli({"bench", "--device", "cuda", "--preset", "tiny"});
+TEST(BenchCli, BadDtypeAndPositionsAreUsageErrors) {
+  auto r = run_cli({"bench", "--dtype", "fp8", "--preset", "tiny"});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("no device support"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("dtype"), std::string::npos) << r.err;
   r = run_cli({"bench", "--preset", "tiny", "--grid", "4", "--positions", "1,300"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("positions"), std::string::npos) << r.err;

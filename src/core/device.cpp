@@ -1,0 +1,59 @@
+#include "core/device.h"
+
+#include <torch/cuda.h>
+
+#include <atomic>
+#include <cctype>
+
+#include "core/error.h"
+
+namespace ctfgen {
+namespace {
+std::atomic<int> g_type{static_cast<int>(c10::DeviceType::CPU)};
+std::atomic<int> g_index{-1};
+}  // namespace
+
+c10::Device parse_device(const std::string& text) {
+  if (text == "cpu") return c10::Device(c10::kCPU);
+  const std::string prefix = "cuda";
+  CTFGEN_CHECK_USAGE(text.compare(0, prefix.size(), prefix) == 0,
+                     "device '", text, "': expected cpu, cuda or cuda:N");
+  int64_t index = 0;
+  if (text.size() > prefix.size()) {
+    const std::string digits = text.substr(prefix.size() + 1);
+    bool ok = text[prefix.size()] == ':' && !digits.empty() && digits.size() <= 4;
+    for (char c : digits) ok = ok && std::isdigit(static_cast<unsigned char>(c));
+    CTFGEN_CHECK_USAGE(ok, "device '", text, "': expected cpu, cuda or cuda:N");
+    index = std::stoll(digits);
+  }
+  CTFGEN_CHECK_USAGE(torch::cuda::is_available(), "device '", text,
+                     "': this libtorch has no usable CUDA device (built without CUDA, or no GPU "
+                     "or driver); use --device cpu, or build ctfgen against a CUDA-enabled "
+                     "libtorch (docs/performance.md, GPU)");
+  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+  CTFGEN_CHECK_USAGE(index < count, "device '", text, "': there are ", count,
+                     " CUDA device(s) (cuda:0 to cuda:", count - 1, ")");
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+c10::Device default_device() {
+  return c10::Device(static_cast<c10::DeviceType>(g_type.load()),
+                     static_cast<c10::DeviceIndex>(g_index.load()));
+}
+
+void set_default_device(c10::Device device) {
+  g_type = static_cast<int>(device.type());
+  g_index = device.index();
+}
+
+c10::Device module_device(const torch::nn::Module& module) {
+  for (const auto& p : module.parameters()) return p.device();
+  for (const auto& b : module.buffers()) return b.device();
+  return c10::Device(c10::kCPU);
+}
+
+void synchronize(c10::Device device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
+}
+
+}  // namespace ctfgen
