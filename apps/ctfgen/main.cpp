@@ -36,8 +36,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();
   app.add_option("--device", device,
-                 "where models run: cpu, cuda or cuda:N (needs a CUDA-enabled libtorch); every "
-                 "random draw is made on the CPU, so a seed gives the same draws on any device")
+                 "where models run: cpu, cuda or cuda:N (needs a CUDA-enabled libtorch); the seeded "
+                 "draws (sampling, data order, noise) are made on the CPU, so a seed gives the "
+                 "same draws on any device")
       ->capture_default_str();
   app.require_subcommand(1);
   auto& specs = cli::registry();

@@ -293,6 +293,7 @@ nlohmann::json case_decode(const CaseSpec& s) {
   r["bandwidth"] = {{"read_gbs", bw.read_gbs}, {"copy_gbs", bw.copy_gbs}, {"bytes", bw.bytes}};
   r["rows"] = rows;
   r["weight_bytes"] = wbytes;
+  r["weight_dtype"] = c10::toString(gpt->param_dtype());
   r["num_params"] = gpt->count_params();
   r["positions"] = pos;
   finish_result(r);

@@ -28,6 +28,8 @@ void header(std::ostringstream& o, const json& r) {
   const auto& m = r.at("machine");
   const auto& b = m.at("blas");
   o << "# ctfgen bench\n\n";
+  o << "- device " << m.value("device", std::string("cpu")) << "; weights "
+    << c.value("dtype", std::string("fp32")) << "\n";
   o << "- threads " << m.at("threads").get<int>() << "; BLAS " << b.value("name", "")
     << " (kernel " << b.value("coretype", "") << ", OPENBLAS_CORETYPE="
     << b.value("openblas_coretype_env", "") << "); libtorch " << m.value("libtorch_version", "")

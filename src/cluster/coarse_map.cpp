@@ -70,9 +70,11 @@ void compute_stats(const at::Tensor& points, const std::vector<int64_t>& offsets
 
 }  // namespace
 
-CoarseMap CoarseMap::from_assignment(const at::Tensor& assign, int64_t k, const at::Tensor& points,
+CoarseMap CoarseMap::from_assignment(const at::Tensor& assign, int64_t k,
+                                     const at::Tensor& points_anywhere,
                                      nlohmann::json method_config, std::string tokenizer_hash,
                                      int64_t iterations, double seconds) {
+  const at::Tensor points = points_anywhere.cpu();  // a codebook may come from a model on a GPU
   CTFGEN_CHECK(assign.dim() == 1 && assign.size(0) >= 1, "coarse map: assignment must be [V], got ",
                assign.sizes());
   const int64_t v = assign.size(0);

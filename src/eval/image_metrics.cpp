@@ -46,7 +46,7 @@ at::Tensor ssim_per_image(const at::Tensor& a, const at::Tensor& b) {
   // Each channel is filtered independently: fold channels into the batch.
   auto x = a.to(torch::kDouble).reshape({N * C, 1, a.size(2), a.size(3)});
   auto y = b.to(torch::kDouble).reshape({N * C, 1, a.size(2), a.size(3)});
-  auto w = gaussian_window(kWin, 1.5).reshape({1, 1, kWin, kWin});
+  auto w = gaussian_window(kWin, 1.5).to(a.device()).reshape({1, 1, kWin, kWin});
   auto filt = [&](const at::Tensor& t) { return torch::conv2d(t, w); };
   auto mu_x = filt(x), mu_y = filt(y);
   auto sxx = filt(x * x) - mu_x * mu_x;

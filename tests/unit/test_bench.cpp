@@ -9,6 +9,7 @@
 #include "bench_support/bench_config.h"
 #include "bench_support/cases.h"
 #include "bench_support/runner.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "core/memory.h"
 #include "core/subprocess.h"
@@ -240,15 +241,21 @@ TEST(BenchCliSlow, TinyRunEmitsTheReportFields) {
 TEST(BenchCli, MarkdownOutputAndJsonFile) {
   TempDir dir;
   auto args = bench_test::tiny_cli_args();
-  for (const char* a : {"--sections", "decode", "--out"}) args.push_back(a);
+  for (const char* a : {"--sections", "decode", "--dtype", "bf16", "--out"}) args.push_back(a);
   args.push_back(dir.file("report.json"));
   auto r = run_cli(args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("# ctfgen bench"), std::string::npos) << r.out;
+  const std::string dev = default_device().str();  // CTFGEN_TEST_DEVICE reaches the CLI too
+  EXPECT_NE(r.out.find("- device " + dev + "; weights bf16"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("bandwidth floor"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("## Targets"), std::string::npos) << r.out;
   auto j = nlohmann::json::parse(run_shell("cat " + dir.file("report.json")).out);
   EXPECT_EQ(j.at("decode").size(), 1u);
+  EXPECT_EQ(j.at("decode")[0].at("dtype"), "bf16");
+  EXPECT_EQ(j.at("decode")[0].at("weight_dtype"), "BFloat16");  // the model really was converted
+  EXPECT_EQ(j.at("decode")[0].at("device"), dev);
+  EXPECT_EQ(j.at("machine").at("device"), dev);
   EXPECT_FALSE(j.contains("sampling"));
 }
 
