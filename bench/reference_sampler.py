@@ -19,7 +19,9 @@ GPTConfig JSON) and runs one of:
                                     gradient clipping 1.0, torch.optim.AdamW
 
 Every mode prints one JSON object on stdout. Run with /usr/bin/python3 (Debian python3-torch);
-needs only the standard library, numpy and torch. `--threads N` calls torch.set_num_threads(N).
+needs only the standard library, numpy and torch. `--threads N` calls torch.set_num_threads(N);
+`--device cuda` runs on a GPU (timers wait for it); `--dtype bf16` converts the sampled model
+(the logits and greedy checks and training stay fp32).
 
 Model: position 0 is the class token (row num_classes = null class), position k + 1 is image
 token k. Pre-norm blocks: RMSNorm (fp32, cast back, times weight), fused wqkv split q | k | v,
@@ -202,7 +204,7 @@ class LabelEmbedder(nn.Module):
 
     def forward(self, labels):
         if self.training and self.p > 0:
-            drop = torch.rand(labels.shape[0]) < self.p
+            drop = torch.rand(labels.shape[0], device=labels.device) < self.p
             labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
         return self.embedding_table(labels).unsqueeze(1)
 
@@ -235,23 +237,29 @@ class GPT(nn.Module):
         x = torch.cat([self.cls_embedding(labels), self.tok_embeddings(tokens[:, :-1])], dim=1)
         x = self.tok_dropout(x)
         S = x.shape[1]
-        mask = torch.ones(S, S, dtype=torch.bool).tril()
-        rows = self.rope[:S]
+        mask = torch.ones(S, S, dtype=torch.bool, device=x.device).tril()
+        rows = self.rope_on(x.device)[:S]
         for layer in self.layers:
             x = layer(x, rows, mask)
         return self.head(x)
 
-    def setup_cache(self, rows, dtype=torch.float32):
+    def rope_on(self, device):
+        if self.rope.device != device:
+            self.rope = self.rope.to(device)
+        return self.rope
+
+    def setup_cache(self, rows):
+        w = self.tok_embeddings.weight
         for layer in self.layers:
             a = layer.attention
             shape = (rows, a.n_head, self.max_seq, a.head_dim)
-            a.k_cache = torch.zeros(shape, dtype=dtype)
-            a.v_cache = torch.zeros(shape, dtype=dtype)
+            a.k_cache = torch.zeros(shape, dtype=w.dtype, device=w.device)
+            a.v_cache = torch.zeros(shape, dtype=w.dtype, device=w.device)
 
     def prefill(self, labels):
         """labels [R] -> logits [R, V] for image token 0."""
         x = self.cls_embedding(labels)
-        rows = self.rope[0:1]
+        rows = self.rope_on(x.device)[0:1]
         for layer in self.layers:
             x = layer(x, rows, None, 0)
         return self.head(x)[:, 0]
@@ -259,7 +267,7 @@ class GPT(nn.Module):
     def decode(self, tokens, pos):
         """tokens [R] (image token pos-1) at sequence position pos -> logits [R, V]."""
         x = self.tok_embeddings(tokens).unsqueeze(1)
-        rows = self.rope[pos:pos + 1]
+        rows = self.rope_on(x.device)[pos:pos + 1]
         for layer in self.layers:
             x = layer(x, rows, None, pos)
         return self.head(x)[:, 0]
@@ -304,9 +312,10 @@ def sample(model, labels, cfg_scale, temperature, top_k, argmax, gen, steps=None
     T = model.block_size if steps is None else steps
     lab = labels
     if cfg_scale > 1.0:
-        lab = torch.cat([labels, torch.full((B,), model.num_classes, dtype=torch.long)])
+        lab = torch.cat([labels, torch.full((B,), model.num_classes, dtype=torch.long,
+                                            device=labels.device)])
     model.setup_cache(lab.shape[0])
-    out = torch.empty(B, T, dtype=torch.long)
+    out = torch.empty(B, T, dtype=torch.long, device=labels.device)
     tok = choose(model.prefill(lab), B, cfg_scale, temperature, top_k, argmax, gen)
     out[:, 0] = tok
     for t in range(1, T):
@@ -338,44 +347,57 @@ def facts():
             "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
 def make_labels(B, num_classes, seed):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, num_classes, (B,), generator=g)
 
 
+def sync(device):
+    """Waits for the device's queued work before a timer is read (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def mode_logits(args):
     model, _ = load_gpt(args.model)
-    model.eval()
+    model.eval().to(args.device)  # the checks run in fp32 whatever --dtype says
     W, _ = read_safetensors(args.input)
     with torch.inference_mode():
-        logits = model.forward_train(W["input.tokens"].long(), W["input.labels"].long())
-    write_safetensors(args.out, {"logits": logits})
+        logits = model.forward_train(W["input.tokens"].long().to(args.device),
+                                     W["input.labels"].long().to(args.device))
+    write_safetensors(args.out, {"logits": logits.cpu()})
     return {"mode": "logits", "shape": list(logits.shape)}
 
 
 def mode_greedy(args):
     model, _ = load_gpt(args.model)
-    model.eval()
-    labels = torch.tensor([int(x) for x in args.labels.split(",")], dtype=torch.long)
+    model.eval().to(args.device)
+    labels = torch.tensor([int(x) for x in args.labels.split(",")], dtype=torch.long,
+                          device=args.device)
     with torch.inference_mode():
         tokens = sample(model, labels, args.cfg, 1.0, 0, True, None)
-    write_safetensors(args.out, {"tokens": tokens})
+    write_safetensors(args.out, {"tokens": tokens.cpu()})
     return {"mode": "greedy", "shape": list(tokens.shape)}
 
 
 def mode_sample(args):
     model, cfg = load_gpt(args.model)
-    model.eval()
-    gen = torch.Generator().manual_seed(args.seed)
-    labels = make_labels(args.batch, cfg["num_classes"], args.seed)
+    model.eval().to(args.device, DTYPES[args.dtype])
+    gen = torch.Generator(device=args.device).manual_seed(args.seed)
+    labels = make_labels(args.batch, cfg["num_classes"], args.seed).to(args.device)
     times = []
     with torch.inference_mode():
         if args.warmup_steps > 0:  # same batch, a few decode steps: caches, threads, allocator
             sample(model, labels, args.cfg, args.temperature, args.top_k, False, gen,
                    steps=min(args.warmup_steps, model.block_size))
         for _ in range(args.iters):
+            sync(args.device)
             t0 = time.perf_counter()
             tokens = sample(model, labels, args.cfg, args.temperature, args.top_k, False, gen)
+            sync(args.device)
             times.append(time.perf_counter() - t0)
     return {"mode": "sample", "batch": args.batch, "seconds": times,
             "images_per_s": args.batch / min(times), "tokens_checksum": int(tokens.sum())}
@@ -383,12 +405,12 @@ def mode_sample(args):
 
 def mode_train(args):
     model, cfg = load_gpt(args.model)
-    model.train()
+    model.train().to(args.device)  # training stays fp32
     torch.manual_seed(args.seed)  # dropout draws
     g = torch.Generator().manual_seed(args.seed)
     B, T = args.batch, cfg["block_size"]
-    tokens = torch.randint(0, cfg["vocab_size"], (B, T), generator=g)
-    labels = torch.randint(0, cfg["num_classes"], (B,), generator=g)
+    tokens = torch.randint(0, cfg["vocab_size"], (B, T), generator=g).to(args.device)
+    labels = torch.randint(0, cfg["num_classes"], (B,), generator=g).to(args.device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
@@ -409,8 +431,9 @@ def mode_train(args):
         step()
     times, losses = [], []
     for _ in range(args.iters):
+        sync(args.device)
         t0 = time.perf_counter()
-        losses.append(step())
+        losses.append(step())  # float(loss) waits for the device too
         times.append(time.perf_counter() - t0)
     return {"mode": "train", "batch": B, "tokens_per_step": B * T, "seconds": times,
             "tokens_per_s": B * T / min(times), "loss": losses[-1]}
@@ -433,7 +456,13 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=1, help="train: untimed steps first")
     ap.add_argument("--warmup-steps", type=int, default=8,
                     help="sample: untimed decode steps at the same batch first")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--dtype", default="fp32", choices=sorted(DTYPES),
+                    help="sample: weights and KV cache (logits checks and training stay fp32)")
     args = ap.parse_args(argv)
+    args.device = torch.device(args.device)
+    if args.device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device %s: this torch has no usable CUDA device" % args.device)
     torch.set_num_threads(max(1, args.threads))
     if args.mode != "info" and not args.model:
         ap.error("--model is required for mode " + args.mode)

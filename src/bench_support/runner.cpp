@@ -168,6 +168,8 @@ struct Driver {
     argv.insert(argv.end(), args.begin(), args.end());
     argv.push_back("--threads");
     argv.push_back(std::to_string(options.threads));
+    argv.push_back("--device");  // the same device as ctfgen's cases
+    argv.push_back(options.device);
     auto r = subprocess::run(argv, config.child_environment(), config.case_timeout_s);
     CTFGEN_CHECK(r.ok(), "bench: Python reference '", label, "' failed (exit ", r.exit_code,
                  r.timed_out ? ", timed out" : "", "): ", subprocess::tail(r.err));
@@ -287,7 +289,8 @@ struct Driver {
                 {"sample", "--model", files.at(preset), "--batch", std::to_string(b), "--cfg",
                  fmt("%.17g", config.cfg_scale), "--temperature", fmt("%.17g", config.temperature),
                  "--top-k", std::to_string(config.top_k), "--seed", std::to_string(config.seed),
-                 "--warmup-steps", std::to_string(config.warmup_steps), "--iters", "1"},
+                 "--warmup-steps", std::to_string(config.warmup_steps), "--iters", "1",
+                 "--dtype", config.dtype},
                 "sample " + preset + rep));
         }
     for (const auto& preset : presets)
@@ -515,10 +518,7 @@ json run_bench(const BenchConfig& config, const RunOptions& options) {
   bool have_python = false;
   json python_facts = json::object();
   json py = {{"checks", json::array()}, {"sampling", json::array()}, {"train", json::array()}};
-  if (need_python && options.device != "cpu") {
-    py["skipped"] = "the PyTorch reference runs on the CPU only; its comparisons (python, train) "
-                    "are made with --device cpu";
-  } else if (need_python) {
+  if (need_python) {
     d.script = find_reference_script(config, options.exe, options.source_tree);
     have_python = !d.script.empty() && python_has_torch(config.python);
     if (!have_python)

@@ -18,8 +18,7 @@ struct RunOptions {
   int threads = 1;   // intra-op threads of every case and of the Python reference
   std::function<void(const std::string&)> log;  // progress lines; may be empty
   std::string source_tree;  // the checkout the binary was built from ("" = unknown): searched last
-  std::string device = "cpu";  // where the cases run (core/device.h); the Python reference and
-                               // its comparisons run on the CPU only
+  std::string device = "cpu";  // where the cases and the Python reference run (core/device.h)
 };
 
 /// config.python_script when set (must exist), else bench/reference_sampler.py found next to

@@ -36,7 +36,10 @@ at::Tensor sample_fine(models::Aux& model, const at::Tensor& coarse, const at::T
                ", T], got ", shape_str(coarse.sizes()));
   const int64_t T = coarse.size(1), K = mc.coarse_vocab, V = mc.fine_vocab;
   const int64_t logits_per_image = (config.guidance() ? 2 : 1) * std::max<int64_t>(T, 1) * V;
-  if (chunk == 0) chunk = std::max<int64_t>(1, (int64_t{1} << 23) / logits_per_image);
+  const c10::Device device = module_device(*model);
+  // CPU: chunks that keep the logits cache-sized; a GPU wants large batches (1 GiB of logits).
+  const int64_t budget = device.is_cpu() ? int64_t{1} << 23 : int64_t{1} << 28;
+  if (chunk == 0) chunk = std::max<int64_t>(1, budget / logits_per_image);
   at::Tensor mask;
   if (member_mask) {
     mask = *member_mask;
@@ -48,7 +51,6 @@ at::Tensor sample_fine(models::Aux& model, const at::Tensor& coarse, const at::T
   c10::InferenceMode inference;
   const bool was_training = model->is_training();
   model->eval();
-  const c10::Device device = module_device(*model);
   if (mask.defined()) mask = mask.to(device);
   auto out = torch::empty({B, T}, torch::TensorOptions().dtype(torch::kLong).device(device));
   try {

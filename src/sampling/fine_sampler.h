@@ -17,9 +17,10 @@ namespace ctfgen::sampling {
 /// (any device) -> fine tokens [B, T] int64 in [0, V) on the model's device. Deterministic for a
 /// given state of the CPU generator `gen`.
 /// cfg_interval does not apply (one pass). Images are processed in chunks of `chunk` to bound
-/// the [rows, T, V] logits memory; 0 = automatic: as many images as keep the chunk's logits
-/// near 2^23 floats (32 MiB; 2 images at T 256 and V 16384), at least 1. Large chunks were
-/// slower, not faster: the logits, softmax and running sums stream through memory several times.
+/// the [rows, T, V] logits memory; 0 = automatic: on the CPU as many images as keep the chunk's
+/// logits near 2^23 floats (32 MiB; 2 images at T 256 and V 16384), at least 1 (large chunks
+/// were slower, not faster: the logits, softmax and running sums stream through memory several
+/// times); on a GPU near 2^28 floats (1 GiB), where large batches pay.
 at::Tensor sample_fine(models::Aux& model, const at::Tensor& coarse, const at::Tensor& labels,
                        const SamplingConfig& config, at::Generator& gen,
                        const at::Tensor* member_mask = nullptr, int64_t chunk = 0);
