@@ -54,6 +54,13 @@ target_link_libraries(ctfgen_torch INTERFACE
   "${CTFGEN_TORCH_LIB_torch}" "${CTFGEN_TORCH_LIB_torch_cpu}" "${CTFGEN_TORCH_LIB_c10}")
 if(_cuda_libs)
   target_link_libraries(ctfgen_torch INTERFACE "-Wl,--no-as-needed" ${_cuda_libs} "-Wl,--as-needed")
+  # A pip wheel finds CUDA's own libraries (cuBLAS, cuDNN, ...) in site-packages/nvidia/ through
+  # $ORIGIN run paths; the linker is told those folders too, so it can check libtorch_cuda's needs.
+  file(GLOB _nv_dirs LIST_DIRECTORIES true "${CTFGEN_TORCH_ROOT}/../nvidia/*/lib"
+       "${CTFGEN_TORCH_ROOT}/../nvidia/*/*/lib")
+  foreach(dir ${_nv_dirs})
+    target_link_options(ctfgen_torch INTERFACE "LINKER:-rpath-link,${dir}")
+  endforeach()
 endif()
 # The programs find the wheel's libraries (and those it loads beside it) without LD_LIBRARY_PATH.
 list(APPEND CMAKE_BUILD_RPATH "${_lib}")

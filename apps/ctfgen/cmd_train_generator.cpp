@@ -53,8 +53,8 @@ ctfgen::cli::Action setup(CLI::App& app, bool aux) {
   if (aux)
     app.add_option("--coarse-noise", o->config.coarse_noise,
                    "Probability of corrupting an input coarse label (mimics stage-1 errors)")->check(CLI::Range(0.0, 0.99))->capture_default_str();
-  app.add_option("--amp", o->config.amp, "Mixed-precision forward: off | bf16 (cpu, cuda) | fp16 (cuda)")
-      ->check(CLI::IsMember({"off", "bf16", "fp16"}))
+  app.add_option("--amp", o->config.amp, "Mixed-precision forward: off | bf16 (cpu, cuda)")
+      ->check(CLI::IsMember({"off", "bf16"}))
       ->capture_default_str();
   app.add_flag("--json", o->json, "Print the result as JSON");
   ctfgen::cli::add_training_flags(app, o->config.optim, o->config.trainer);

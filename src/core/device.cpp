@@ -2,8 +2,12 @@
 
 #include <torch/cuda.h>
 
+#include <ATen/Context.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cstdlib>
 
 #include "core/error.h"
 
@@ -19,6 +23,15 @@ c10::Device parse_device(const std::string& text) {
   CTFGEN_CHECK_USAGE(text.compare(0, prefix.size(), prefix) == 0,
                      "device '", text, "': expected cpu, cuda or cuda:N");
   int64_t index = 0;
+  // A plain "cuda" in a data-parallel run (torchrun sets LOCAL_RANK) means this rank's GPU.
+  if (const char* lr = std::getenv("LOCAL_RANK"); text == prefix && lr && *lr) {
+    const std::string v = lr;
+    CTFGEN_CHECK_USAGE(v.size() <= 4 && std::all_of(v.begin(), v.end(), [](char c) {
+                         return std::isdigit(static_cast<unsigned char>(c));
+                       }),
+                       "LOCAL_RANK='", v, "' is not a rank number");
+    index = std::stoll(v);
+  }
   if (text.size() > prefix.size()) {
     const std::string digits = text.substr(prefix.size() + 1);
     bool ok = text[prefix.size()] == ':' && !digits.empty() && digits.size() <= 4;
@@ -44,6 +57,16 @@ c10::Device default_device() {
 void set_default_device(c10::Device device) {
   g_type = static_cast<int>(device.type());
   g_index = device.index();
+  if (device.is_cuda()) {
+    // Results that match the CPU's within fp32 rounding and repeat run to run: no TF32 in
+    // matrix products or convolutions, deterministic cuDNN algorithms, no autotuning. (Some
+    // backward kernels still add with atomics, so training is not bitwise repeatable on CUDA.)
+    auto& ctx = at::globalContext();
+    ctx.setAllowTF32CuBLAS(false);
+    ctx.setAllowTF32CuDNN(false);
+    ctx.setDeterministicCuDNN(true);
+    ctx.setBenchmarkCuDNN(false);
+  }
 }
 
 c10::Device module_device(const torch::nn::Module& module) {

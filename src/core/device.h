@@ -14,12 +14,15 @@
 
 namespace ctfgen {
 
-/// Parses "cpu", "cuda" (= cuda:0) or "cuda:N". Throws UsageError naming the value when it is
-/// malformed, when this libtorch was built without CUDA or sees no CUDA device, or when N is not
-/// below the number of devices.
+/// Parses "cpu", "cuda" (= cuda:0, or cuda:LOCAL_RANK when that variable is set, as torchrun does
+/// for each rank of a data-parallel run) or "cuda:N". Throws UsageError naming the value when it
+/// is malformed, when this libtorch was built without CUDA or sees no CUDA device, or when N is
+/// not below the number of devices.
 c10::Device parse_device(const std::string& text);
 
-/// The process-wide device the pipelines put models and batches on (default cpu).
+/// The process-wide device the pipelines put models and batches on (default cpu). Setting a CUDA
+/// device also turns TF32 off (cuBLAS, cuDNN) and cuDNN's autotuning off and its determinism on,
+/// so results match the CPU's within fp32 rounding.
 c10::Device default_device();
 void set_default_device(c10::Device device);
 

@@ -12,7 +12,8 @@
 namespace ctfgen {
 namespace {
 // Dropout on a CUDA device draws from that device's default generator, not the CPU's: the
-// global state then holds both (CPU bytes first), so a resumed CUDA run is exact too.
+// global state then holds both (CPU bytes first), so a resumed CUDA run draws the same numbers
+// (its arithmetic may still differ in the last bits: some CUDA backward kernels add atomically).
 bool device_generator_in_use() { return default_device().is_cuda(); }
 at::Generator device_generator() { return at::globalContext().defaultGenerator(default_device()); }
 

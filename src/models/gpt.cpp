@@ -86,7 +86,8 @@ at::Tensor GPTImpl::extend(const at::Tensor& tokens, int64_t pos) {
   torch::NoGradGuard no_grad;
   check_tokens(tokens, cache_batch_, config_.vocab_size, "GPT decode");
   // No token dropout at inference; the class token is not re-fed.
-  auto h = run_blocks_cached(tok_embeddings(tokens.to(torch::kLong)), cache_, pos);
+  auto h = run_blocks_cached(
+      tok_embeddings(tokens.to(tok_embeddings->weight.device(), torch::kLong)), cache_, pos);
   filled_ = pos + n;
   return head(h);
 }

@@ -78,7 +78,11 @@ void GeneratorTrainConfig::validate() const {
                      "coarse_noise must be in [0, 1), got ", coarse_noise);
   CTFGEN_CHECK_USAGE(stage == GeneratorStage::Aux || coarse_noise == 0.0,
                      "coarse_noise applies to the aux stage only");
-  nn::parse_amp(amp);
+  // fp16 autocast underflows small gradients unless the loss is scaled, which this trainer
+  // does not do; bf16 has fp32's range and needs no scaling.
+  CTFGEN_CHECK_USAGE(nn::parse_amp(amp) != at::kHalf,
+                     "amp 'fp16' needs loss scaling, which ctfgen's trainer does not do; use "
+                     "'bf16' (cpu and cuda)");
   optim.validate();
   trainer.validate();
 }

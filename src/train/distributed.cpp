@@ -15,6 +15,16 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/version.h>
+// From PyTorch 2.0 the Gloo and NCCL process groups are c10d::Backend objects (a ProcessGroup
+// dispatches to them); the collectives used here have the same signatures on both. Untested
+// here: Debian's libtorch is 1.13.
+#if TORCH_VERSION_MAJOR >= 2
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#define CTFGEN_C10D_GROUP c10d::Backend
+#else
+#define CTFGEN_C10D_GROUP c10d::ProcessGroup
+#endif
 #ifdef USE_C10D_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
@@ -34,7 +44,7 @@ namespace ctfgen::train {
 
 struct DistContext::Group {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  c10::intrusive_ptr<CTFGEN_C10D_GROUP> pg;
   c10::Device device{c10::kCPU};  // where collectives run (CUDA for NCCL)
 };
 

@@ -78,6 +78,7 @@ TEST(Classifier, ComponentRoundTrip) {
   }
   eval::save_classifier(d.file("c.safetensors"), m, {{"test_accuracy", 0.5}});
   auto back = eval::load_classifier(d.file("c.safetensors"));
+  back->to(torch::kCPU);  // the loader puts it on CTFGEN_TEST_DEVICE; compare on the CPU
   EXPECT_EQ(back->config.to_json(), m->config.to_json());
   m->eval();
   auto x = synthetic(4, 1).first;

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/json_config.h"
 #include "data/dataset.h"
+#include "pipeline/train_generator.h"
 
 namespace ctfgen::test {
 namespace {
@@ -127,6 +128,15 @@ TEST(ConfigValidation, DatasetConfigValidateNamesFieldAndValue) {
   data::DatasetConfig c;
   c.split = "validation";
   EXPECT_THROW(data::load_dataset(c), UsageError);
+}
+
+TEST(ConfigValidation, GeneratorTrainingRefusesFp16WithoutLossScaling) {
+  pipeline::GeneratorTrainConfig c;
+  c.amp = "bf16";
+  EXPECT_NO_THROW(c.validate());
+  c.amp = "fp16";
+  const std::string msg = usage_error_of([&] { c.validate(); });
+  EXPECT_NE(msg.find("'fp16' needs loss scaling"), std::string::npos) << msg;
 }
 
 }  // namespace ctfgen::test

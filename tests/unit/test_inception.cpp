@@ -50,6 +50,7 @@ class InceptionOracle : public ::testing::Test {
     cfg.variant = variant;
     cfg.num_classes = classes;
     auto model = eval::load_inception(dir_->file("weights_" + variant + ".safetensors"), cfg);
+    model->to(torch::kCPU);  // compared with Python's CPU outputs
     auto io = io::load_safetensors(dir_->file("io_" + variant + ".safetensors"));
     torch::NoGradGuard no_grad;
     auto pool = model->features(io.get("input"));
@@ -84,6 +85,7 @@ TEST_F(InceptionOracle, FidVariantMatchesPythonFidBlocks) {
   plain.variant = "torchvision";
   plain.num_classes = 1008;
   auto other = eval::load_inception(dir_->file("weights_fid.safetensors"), plain);
+  other->to(torch::kCPU);
   auto io = io::load_safetensors(dir_->file("io_fid.safetensors"));
   torch::NoGradGuard no_grad;
   auto pool = other->features(io.get("input"));
@@ -105,15 +107,15 @@ TEST_F(InceptionOracle, ComponentRoundTripAndFeatureNet) {
   eval::InceptionNet a(model), b(back);
   EXPECT_EQ(a.identity(), b.identity());
   auto io = io::load_safetensors(dir_->file("io_fid.safetensors"));
-  auto out = b.run(io.get("input"));
-  EXPECT_TRUE(all_close(out.features, io.get("pool"), 1e-4,
+  auto out = b.run(io.get("input"));  // CPU input; the net runs where the loader put it
+  EXPECT_TRUE(all_close(out.features.cpu(), io.get("pool"), 1e-4,
                         1e-4 * io.get("pool").abs().mean().item<double>()));
-  EXPECT_TRUE(all_close(out.probs.sum(1), torch::ones({2}), 1e-5, 1e-5));
+  EXPECT_TRUE(all_close(out.probs.sum(1).cpu(), torch::ones({2}), 1e-5, 1e-5));
   // Grayscale input is repeated to three channels.
   auto gray = io.get("input").slice(0, 0, 1).slice(1, 0, 1);
   auto g = b.run(gray);
   auto rgb = b.run(gray.expand({-1, 3, -1, -1}).contiguous());
-  EXPECT_TRUE(all_close(g.features, rgb.features, 1e-6, 1e-6));
+  EXPECT_TRUE(all_close(g.features.cpu(), rgb.features.cpu(), 1e-6, 1e-6));
   // Wrong class count is refused by shape.
   eval::InceptionConfig small;
   small.num_classes = 10;
