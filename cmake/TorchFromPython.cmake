@@ -24,6 +24,12 @@ list(GET _ctfgen_torch_lines 2 CTFGEN_TORCH_VERSION)
 list(GET _ctfgen_torch_lines 3 CTFGEN_TORCH_CUDA)
 list(GET _ctfgen_torch_lines 4 _ctfgen_torch_gloo)
 
+# PyTorch 2.12 and later need C++20 (ATen refuses older standards).
+if(CTFGEN_TORCH_VERSION VERSION_GREATER_EQUAL 2.12)
+  set(CMAKE_CXX_STANDARD 20)
+  message(STATUS "libtorch ${CTFGEN_TORCH_VERSION} needs C++20: building ctfgen as C++20")
+endif()
+
 set(_lib "${CTFGEN_TORCH_ROOT}/lib")
 foreach(name torch torch_cpu c10)
   find_library(CTFGEN_TORCH_LIB_${name} NAMES ${name} PATHS "${_lib}" NO_DEFAULT_PATH)
