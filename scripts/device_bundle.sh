@@ -4,9 +4,10 @@
 # headers (their runtime libraries are on that machine), and googletest's sources, all copied
 # from this Debian machine's packages (scripts/setup.sh installs them). Name .device in the
 # device call's carry and configure with -DCTFGEN_DEPS_DIR=.device (scripts/gpu_check.sh does).
+# Usage: scripts/device_bundle.sh [OUT_DIR]   (default: .device in the checkout)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-out="$root/.device"
+out="${1:-$root/.device}"
 need=(/usr/include/nlohmann/json.hpp /usr/include/CLI/CLI.hpp /usr/include/stb/stb_image.h
       /usr/include/zlib.h /usr/include/openssl/evp.h /usr/src/googletest/CMakeLists.txt)
 for f in "${need[@]}"; do
@@ -19,5 +20,4 @@ cp /usr/include/zlib.h /usr/include/zconf.h "$out.tmp/include/"
 cp /usr/include/x86_64-linux-gnu/openssl/*.h "$out.tmp/include/openssl/"
 cp -r /usr/src/googletest "$out.tmp/googletest"
 rm -rf "$out" && mv "$out.tmp" "$out"
-grep -qx '/.device/' "$root/.gitignore" 2>/dev/null || echo "device_bundle: add /.device/ to .gitignore" >&2
 echo "device_bundle: $(du -sh "$out" | cut -f1) in $out"
