@@ -260,25 +260,10 @@ std::string default_dataset_path(const std::string& name) {
   return "";
 }
 
-json DatasetConfig::to_json() const {
-  return {{"name", name},     {"path", path},   {"split", split},
-          {"image_size", image_size}, {"skip_bad", skip_bad}, {"limit", limit},
-          {"test_fraction", test_fraction}, {"split_seed", split_seed}};
-}
+json DatasetConfig::to_json() const { return fields_to_json(*this); }
 
 DatasetConfig DatasetConfig::from_json(const json& j) {
-  DatasetConfig c;
-  JsonFields f(j, "dataset config");
-  f.get("name", c.name);
-  f.get("path", c.path);
-  f.get("split", c.split);
-  f.get("image_size", c.image_size);
-  f.get("skip_bad", c.skip_bad);
-  f.get("limit", c.limit);
-  f.get("test_fraction", c.test_fraction);
-  f.get("split_seed", c.split_seed);
-  f.finish();
-  return c;
+  return fields_from_json<DatasetConfig>(j, "dataset config");
 }
 
 void DatasetConfig::validate() const {

@@ -46,8 +46,20 @@ struct DatasetConfig {
   uint64_t split_seed = 0;             // seed of the deterministic held-out split
 
   nlohmann::json to_json() const;
-  static DatasetConfig from_json(const nlohmann::json& j);
+  static DatasetConfig from_json(const nlohmann::json& j);  // does not validate
   void validate() const;  // throws UsageError naming the field and value
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("name", self.name);
+    visit("path", self.path);
+    visit("split", self.split);
+    visit("image_size", self.image_size);
+    visit("skip_bad", self.skip_bad);
+    visit("limit", self.limit);
+    visit("test_fraction", self.test_fraction);
+    visit("split_seed", self.split_seed);
+  }
 };
 
 /// Loads the whole split into memory (validates the config first).

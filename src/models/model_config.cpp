@@ -67,42 +67,6 @@ int64_t TrunkConfig::trunk_params() const {
   return (num_classes + 1) * dim + n_layer * per_layer + dim;
 }
 
-void TrunkConfig::trunk_to_json(nlohmann::json& j) const {
-  j["dim"] = dim;
-  j["n_layer"] = n_layer;
-  j["n_head"] = n_head;
-  j["num_classes"] = num_classes;
-  j["cls_token_num"] = cls_token_num;
-  j["block_size"] = block_size;
-  j["multiple_of"] = multiple_of;
-  j["ffn_dim_multiplier"] = ffn_dim_multiplier;
-  j["norm_eps"] = norm_eps;
-  j["rope_base"] = rope_base;
-  j["token_dropout_p"] = token_dropout_p;
-  j["resid_dropout_p"] = resid_dropout_p;
-  j["ffn_dropout_p"] = ffn_dropout_p;
-  j["class_dropout_prob"] = class_dropout_prob;
-  j["initializer_range"] = initializer_range;
-}
-
-void TrunkConfig::read_trunk(JsonFields& f) {
-  f.get("dim", dim);
-  f.get("n_layer", n_layer);
-  f.get("n_head", n_head);
-  f.get("num_classes", num_classes);
-  f.get("cls_token_num", cls_token_num);
-  f.get("block_size", block_size);
-  f.get("multiple_of", multiple_of);
-  f.get("ffn_dim_multiplier", ffn_dim_multiplier);
-  f.get("norm_eps", norm_eps);
-  f.get("rope_base", rope_base);
-  f.get("token_dropout_p", token_dropout_p);
-  f.get("resid_dropout_p", resid_dropout_p);
-  f.get("ffn_dropout_p", ffn_dropout_p);
-  f.get("class_dropout_prob", class_dropout_prob);
-  f.get("initializer_range", initializer_range);
-}
-
 void TrunkConfig::validate_trunk(const std::string& what) const {
   CTFGEN_CHECK_USAGE(dim >= 1, what, ": dim must be >= 1, got ", dim);
   CTFGEN_CHECK_USAGE(n_layer >= 1, what, ": n_layer must be >= 1, got ", n_layer);
@@ -142,20 +106,10 @@ void TrunkConfig::set_trunk_preset(const std::string& name) {
 // ---------------------------------------------------------------------------------------------
 int64_t GPTConfig::num_params() const { return trunk_params() + 2 * vocab_size * dim; }
 
-nlohmann::json GPTConfig::to_json() const {
-  nlohmann::json j;
-  trunk_to_json(j);
-  j["vocab_size"] = vocab_size;
-  return j;
-}
+nlohmann::json GPTConfig::to_json() const { return fields_to_json(*this); }
 
 GPTConfig GPTConfig::from_json(const nlohmann::json& j) {
-  GPTConfig c;
-  JsonFields f(j, "GPTConfig");
-  c.read_trunk(f);
-  f.get("vocab_size", c.vocab_size);
-  f.finish();
-  return c;
+  return fields_from_json<GPTConfig>(j, "GPTConfig");
 }
 
 void GPTConfig::validate() const {
@@ -175,22 +129,10 @@ int64_t AuxConfig::num_params() const {
   return trunk_params() + coarse_vocab * dim + fine_vocab * dim;
 }
 
-nlohmann::json AuxConfig::to_json() const {
-  nlohmann::json j;
-  trunk_to_json(j);
-  j["coarse_vocab"] = coarse_vocab;
-  j["fine_vocab"] = fine_vocab;
-  return j;
-}
+nlohmann::json AuxConfig::to_json() const { return fields_to_json(*this); }
 
 AuxConfig AuxConfig::from_json(const nlohmann::json& j) {
-  AuxConfig c;
-  JsonFields f(j, "AuxConfig");
-  c.read_trunk(f);
-  f.get("coarse_vocab", c.coarse_vocab);
-  f.get("fine_vocab", c.fine_vocab);
-  f.finish();
-  return c;
+  return fields_from_json<AuxConfig>(j, "AuxConfig");
 }
 
 void AuxConfig::validate() const {

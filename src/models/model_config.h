@@ -38,8 +38,25 @@ struct TrunkConfig {
   /// Parameters of the trunk alone: class table, layers, final norm (no token table, no head).
   int64_t trunk_params() const;
 
-  void trunk_to_json(nlohmann::json& j) const;
-  void read_trunk(JsonFields& f);
+  /// The trunk's JSON fields, listed once (core/json_config.h); the models' fields() add theirs.
+  template <typename Self, typename Visit>
+  static void trunk_fields(Self& self, Visit&& visit) {
+    visit("dim", self.dim);
+    visit("n_layer", self.n_layer);
+    visit("n_head", self.n_head);
+    visit("num_classes", self.num_classes);
+    visit("cls_token_num", self.cls_token_num);
+    visit("block_size", self.block_size);
+    visit("multiple_of", self.multiple_of);
+    visit("ffn_dim_multiplier", self.ffn_dim_multiplier);
+    visit("norm_eps", self.norm_eps);
+    visit("rope_base", self.rope_base);
+    visit("token_dropout_p", self.token_dropout_p);
+    visit("resid_dropout_p", self.resid_dropout_p);
+    visit("ffn_dropout_p", self.ffn_dropout_p);
+    visit("class_dropout_prob", self.class_dropout_prob);
+    visit("initializer_range", self.initializer_range);
+  }
   void validate_trunk(const std::string& what) const;  // throws UsageError naming the field
   /// Sets the trunk fields of preset `name` (see preset_names()); throws UsageError if unknown.
   void set_trunk_preset(const std::string& name);
@@ -52,7 +69,12 @@ struct GPTConfig : TrunkConfig {
   /// Total parameter count from the formula (equals the module's numel sum).
   int64_t num_params() const;
   nlohmann::json to_json() const;
-  static GPTConfig from_json(const nlohmann::json& j);
+  static GPTConfig from_json(const nlohmann::json& j);  // does not validate
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    trunk_fields(self, visit);
+    visit("vocab_size", self.vocab_size);
+  }
   void validate() const;
   /// A preset with its default vocab/classes/block size; override fields afterwards.
   static GPTConfig preset(const std::string& name);
@@ -66,7 +88,13 @@ struct AuxConfig : TrunkConfig {
 
   int64_t num_params() const;
   nlohmann::json to_json() const;
-  static AuxConfig from_json(const nlohmann::json& j);
+  static AuxConfig from_json(const nlohmann::json& j);  // does not validate
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    trunk_fields(self, visit);
+    visit("coarse_vocab", self.coarse_vocab);
+    visit("fine_vocab", self.fine_vocab);
+  }
   void validate() const;
   /// Same trunk presets as GPTConfig; GPT-* presets default to K 512, V 16384.
   static AuxConfig preset(const std::string& name);
