@@ -39,49 +39,11 @@ at::TensorOptions on_device(at::ScalarType dtype) {
   return at::TensorOptions().dtype(dtype).device(default_device());
 }
 
-// Read bandwidth of the memory the weights live in: the CPU probe (core/memory.h), or on a GPU a
-// timed sum over a device buffer of the same size (best of 5 after one untimed pass).
-memory::Bandwidth device_bandwidth(int64_t bytes) {
-  if (!default_device().is_cuda()) return memory::measure_bandwidth(bytes, 5);
-  auto buf = torch::ones({bytes / 4}, on_device(torch::kFloat));
-  memory::Bandwidth bw;
-  bw.bytes = buf.nbytes();
-  bw.reps = 5;
-  double best = 1e30;
-  for (int i = 0; i < 6; ++i) {
-    auto t0 = Clock::now();
-    auto s = buf.sum();
-    const double t = since(t0);
-    if (i > 0) best = std::min(best, t);
-  }
-  bw.read_gbs = static_cast<double>(bw.bytes) / best / 1e9;
-  auto dst = torch::empty_like(buf);
-  best = 1e30;
-  for (int i = 0; i < 6; ++i) {
-    auto t0 = Clock::now();
-    dst.copy_(buf);
-    const double t = since(t0);
-    if (i > 0) best = std::min(best, t);
-  }
-  bw.copy_gbs = 2.0 * static_cast<double>(bw.bytes) / best / 1e9;
-  return bw;
-}
-
-// Matrix-product peak of the device in the given dtype: the CPU probe (1024^3 fp32), or on a GPU
-// the best of 10 products of 8192 x 8192 matrices.
+// Matrix-product peak of the device: on a GPU in the weights' dtype with larger matrices (1024^3
+// is launch-bound there).
 double device_gemm_gflops(at::ScalarType dtype) {
-  if (!default_device().is_cuda()) return runtime::measure_gemm_gflops(1024, 10);
-  const int64_t n = 8192;
-  auto a = torch::randn({n, n}, on_device(torch::kFloat)).to(dtype);
-  auto b = torch::randn({n, n}, on_device(torch::kFloat)).to(dtype);
-  double best = 1e30;
-  for (int i = 0; i < 11; ++i) {
-    auto t0 = Clock::now();
-    auto c = torch::mm(a, b);
-    const double t = since(t0);
-    if (i > 0) best = std::min(best, t);
-  }
-  return 2.0 * static_cast<double>(n) * n * n / best / 1e9;
+  return default_device().is_cuda() ? runtime::measure_gemm_gflops(8192, 10, default_device(), dtype)
+                                    : runtime::measure_gemm_gflops(1024, 10);
 }
 
 double median(std::vector<double> v) {
@@ -244,7 +206,8 @@ nlohmann::json case_train(const CaseSpec& s) {
 // median_ms, min_ms, kv_bytes, floor_ms, ratio}]}
 nlohmann::json case_decode(const CaseSpec& s) {
   const auto& c = s.config;
-  auto bw = device_bandwidth(c.bandwidth_mib << 20);
+  // The bandwidth of the memory the weights live in (a GPU's when the bench runs on one).
+  auto bw = memory::measure_bandwidth(c.bandwidth_mib << 20, 5, default_device());
   auto cfg = gpt_config(c, s.preset, c.vocab);
   auto gpt = placed(random_gpt(cfg, c.seed), c);
   const int64_t rows = (c.ar_sampling().guidance() ? 2 : 1) * s.batch;  // batch images

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <string>
 
+#include "core/device.h"
 #include "core/error.h"
 
 namespace ctfgen::memory {
@@ -37,15 +38,16 @@ using namespace memory_impl;
 int64_t peak_rss_kib() { return status_field_kib("VmHWM"); }
 int64_t current_rss_kib() { return status_field_kib("VmRSS"); }
 
-Bandwidth measure_bandwidth(int64_t bytes, int reps) {
+Bandwidth measure_bandwidth(int64_t bytes, int reps, c10::Device device) {
   CTFGEN_CHECK(bytes >= (int64_t{1} << 20), "measure_bandwidth: bytes must be >= 1 MiB, got ",
                bytes);
   CTFGEN_CHECK(reps >= 1, "measure_bandwidth: reps must be >= 1, got ", reps);
   c10::InferenceMode guard;
   const int64_t n = bytes / 4;
   // Filled (not just allocated) so every page is resident before timing.
-  auto src = torch::ones({n}, torch::kFloat32);
-  auto dst = torch::empty({n}, torch::kFloat32);
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+  auto src = torch::ones({n}, opts);
+  auto dst = torch::empty({n}, opts);
   dst.zero_();
   Bandwidth r;
   r.bytes = n * 4;
@@ -59,6 +61,7 @@ Bandwidth measure_bandwidth(int64_t bytes, int reps) {
     best_read = std::min(best_read, seconds_since(t0));
     t0 = std::chrono::steady_clock::now();
     dst.copy_(src);
+    synchronize(device);  // a GPU copy returns before it is done
     best_copy = std::min(best_copy, seconds_since(t0));
   }
   (void)sink;

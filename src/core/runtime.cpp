@@ -1,3 +1,4 @@
+#include "core/device.h"
 #include "core/runtime.h"
 
 #include <ATen/Parallel.h>
@@ -145,16 +146,18 @@ BlasInfo blas_info() {
   return b;
 }
 
-double measure_gemm_gflops(int n, int reps) {
+double measure_gemm_gflops(int n, int reps, c10::Device device, c10::ScalarType dtype) {
   torch::NoGradGuard no_grad;
-  auto a = torch::randn({n, n});
-  auto b = torch::randn({n, n});
+  auto a = torch::randn({n, n}).to(device, dtype);
+  auto b = torch::randn({n, n}).to(device, dtype);
   auto c = torch::mm(a, b);  // warm-up
   c = torch::mm(a, b);
+  synchronize(device);
   double best = 1e30;
   for (int i = 0; i < reps; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     c = torch::mm(a, b);
+    synchronize(device);  // a GPU product returns before it is done
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::min(best, dt);
   }

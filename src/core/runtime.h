@@ -1,6 +1,8 @@
 // Process-level runtime setup: BLAS kernel selection, threads, and a description of what the
 // process runs on (for `ctfgen info`, benchmark output and logs).
 #pragma once
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -41,8 +43,10 @@ struct BlasInfo {
 };
 BlasInfo blas_info();
 
-/// Measures fp32 n x n x n matmul throughput on the CPU in GFLOP/s (best of `reps`).
-double measure_gemm_gflops(int n = 1024, int reps = 10);
+/// Measures n x n x n matmul throughput in GFLOP/s (best of `reps` after two untimed products),
+/// on the CPU in fp32 by default, or on `device` in `dtype` (the timer waits for the device).
+double measure_gemm_gflops(int n = 1024, int reps = 10, c10::Device device = c10::Device(c10::kCPU),
+                           c10::ScalarType dtype = c10::kFloat);
 
 /// Everything `ctfgen info` prints. with_gemm adds a measured GEMM figure.
 nlohmann::json describe(bool with_gemm);
