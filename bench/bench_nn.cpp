@@ -13,6 +13,7 @@
 #include "core/rng.h"
 #include "models/aux_model.h"
 #include "models/gpt.h"
+#include "nn/decode_kernels.h"
 
 namespace {
 using ctfgen::models::Aux;
@@ -106,5 +107,32 @@ BENCHMARK(BM_AuxPass)
     ->Args({1, 1})
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2.0);
+
+// The thin product of a decode step, x [rows, K] W^T with W [N, K]: the weight-streaming kernel
+// (path 0) against torch::linear (path 1). bytes_per_second counts the weight bytes once, so it
+// compares with the memory bandwidth (ctfgen info). Args: N, K, rows, path.
+void BM_SmallRowsLinear(benchmark::State& state) {
+  set_threads();
+  const int64_t N = state.range(0), K = state.range(1), rows = state.range(2);
+  auto gen = ctfgen::make_generator(2);
+  auto w = torch::randn({N, K}, gen);
+  auto x = torch::randn({rows, K}, gen);
+  c10::InferenceMode guard;
+  const bool kernel = state.range(3) == 0;
+  if (kernel && !ctfgen::nn::small_rows_linear_supported(x, w)) {
+    state.SkipWithError("small_rows_linear is not supported on this CPU");
+    return;
+  }
+  for (auto _ : state)
+    benchmark::DoNotOptimize(kernel ? ctfgen::nn::small_rows_linear(x, w) : torch::linear(x, w));
+  state.SetBytesProcessed(state.iterations() * N * K * static_cast<int64_t>(sizeof(float)));
+  state.SetLabel(kernel ? "kernel" : "torch::linear");
+}
+BENCHMARK(BM_SmallRowsLinear)
+    ->ArgNames({"N", "K", "rows", "path"})
+    ->ArgsProduct({{384, 16384}, {128}, {2}, {0, 1}})
+    ->ArgsProduct({{768, 16384}, {256}, {2}, {0, 1}})
+    ->ArgsProduct({{2304, 16384}, {768}, {1, 2, 4}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace

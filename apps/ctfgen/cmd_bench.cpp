@@ -94,8 +94,9 @@ void add_flags(CLI::App& app, Options& o) {
   app.add_option("--case-timeout", c.case_timeout_s, "Seconds after which a case is killed")
       ->capture_default_str();
   app.add_option("--omp-wait-policy", c.omp_wait_policy,
-                 "OMP_WAIT_POLICY for every case and the Python reference: passive, active or "
-                 "inherit (spinning barriers collapse on a loaded machine)")
+                 "OMP_WAIT_POLICY for every case and the Python reference: inherit (the "
+                 "environment's, as a ctfgen run has it), passive (robust on a loaded machine; "
+                 "each parallel region pays a wake-up) or active")
       ->capture_default_str();
   app.add_flag("--plain-kernels", c.plain_kernels,
                "Run every case without the decode-step kernels (fused single-query attention, "

@@ -54,12 +54,14 @@ struct BenchConfig {
   std::string work_dir;                // model files; "" = a fresh temporary directory, removed
   bool keep_work_dir = false;
   double case_timeout_s = 3600;        // a case (child process) running longer is killed
-  std::string omp_wait_policy = "passive";  // OMP_WAIT_POLICY of every case and of the Python
-                                       // reference: "passive", "active" or "inherit" (leave the
-                                       // environment's). Spinning OpenMP barriers collapse when
-                                       // other processes load the cores (docs/performance.md).
+  std::string omp_wait_policy = "inherit";  // OMP_WAIT_POLICY of every case and of the Python
+                                       // reference: "inherit" (the environment's; unset, libgomp
+                                       // spins briefly, then sleeps: what a ctfgen run gets),
+                                       // "passive" (sleep at once: robust when other processes
+                                       // load the cores, but every parallel region pays a wake-up)
+                                       // or "active" (docs/performance.md).
   bool plain_kernels = false;          // every case without the decode-step kernels
-                                       // (nn/decode_attention.h): the "before" figures
+                                       // (nn/decode_kernels.h): the "before" figures
   std::string dtype = "fp32";          // weights and KV cache of the timed models: fp32 or bf16
                                        // (training stays fp32)
 

@@ -12,7 +12,7 @@
 #include "core/rng.h"
 #include "core/runtime.h"
 #include "io/checkpoint.h"
-#include "nn/decode_attention.h"
+#include "nn/decode_kernels.h"
 #include "sampling/ar_sampler.h"
 #include "sampling/fine_sampler.h"
 #include "train/optim.h"

@@ -55,7 +55,7 @@ void header(std::ostringstream& o, const json& r) {
     << "; load average (1, 5, 15 min) at start " << r.value("load_average_start", "")
     << ", at end " << r.value("load_average_end", "") << " (" << m.value("available_cpus", 0)
     << " CPUs)\n";
-  o << "- decode-step kernels (nn/decode_attention.h): "
+  o << "- decode-step kernels (nn/decode_kernels.h): "
     << (c.value("plain_kernels", false) ? "OFF (--plain-kernels: plain libtorch path)" : "on")
     << "\n";
   o << "- wall time " << num(dbl(r, "wall_s"), "%.0f") << " s\n";

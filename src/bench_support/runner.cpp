@@ -513,7 +513,13 @@ json run_bench(const BenchConfig& config, const RunOptions& options) {
   report["machine"]["device"] = options.device;
   report["vq_decoding"] = "excluded (identical for CTF and the baseline)";
   report["load_average_start"] = load_average();
-  report["omp_wait_policy"] = config.omp_wait_policy;
+  if (config.omp_wait_policy == "inherit") {
+    const char* env = std::getenv("OMP_WAIT_POLICY");
+    report["omp_wait_policy"] =
+        env ? str_cat("inherit (", env, ")") : std::string("inherit (unset: libgomp's default)");
+  } else {
+    report["omp_wait_policy"] = config.omp_wait_policy;
+  }
   const bool need_python = config.has_section("python") || config.has_section("train");
   bool have_python = false;
   json python_facts = json::object();

@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #include "core/shape.h"
-#include "nn/decode_attention.h"
+#include "nn/decode_kernels.h"
 #include "nn/rope.h"
 
 namespace ctfgen::nn {
@@ -26,6 +26,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
 }
 
 at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
+  if (rms_norm_fused_supported(x, weight)) return rms_norm_fused(x, weight, eps);
   auto xf = x.to(torch::kFloat32);
   auto normed = xf * torch::rsqrt((xf * xf).mean(-1, /*keepdim=*/true) + eps);
   return normed.to(x.scalar_type()) * weight;
@@ -41,9 +42,9 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t hidden, double p) {
 
 at::Tensor FeedForwardImpl::forward(const at::Tensor& x) {
   // linear_no_bias: the thin-product kernel at decode time, torch::linear otherwise.
-  return ffn_dropout(linear_no_bias(torch::silu(linear_no_bias(x, w1->weight)) *
-                                        linear_no_bias(x, w3->weight),
-                                    w2->weight));
+  auto a = linear_no_bias(x, w1->weight), b = linear_no_bias(x, w3->weight);
+  auto gated = silu_mul_supported(a, b) ? silu_mul(a, b) : torch::silu(a) * b;
+  return ffn_dropout(linear_no_bias(gated, w2->weight));
 }
 
 // ---------------------------------------------------------------------------------------------

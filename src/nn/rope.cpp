@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/shape.h"
+#include "nn/decode_kernels.h"
 
 namespace ctfgen::nn {
 
@@ -32,6 +33,7 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& table_rows) {
   CTFGEN_CHECK(x.dim() == 4, "apply_rope: x must be [B, S, H, hd], got ", shape_str(x.sizes()));
   const int64_t S = x.size(1), hd = x.size(3);
   CTFGEN_CHECK_SHAPE(table_rows, {S, hd / 2, 2}, "apply_rope table rows");
+  if (rope_fused_supported(x, table_rows)) return rope_fused(x, table_rows);  // inference, fp32
   auto xf = x.to(torch::kFloat32).reshape({x.size(0), S, x.size(2), hd / 2, 2});
   auto x0 = xf.select(-1, 0), x1 = xf.select(-1, 1);           // [B, S, H, hd/2]
   auto cos = table_rows.select(-1, 0).view({1, S, 1, hd / 2});

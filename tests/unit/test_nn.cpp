@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "nn/autocast.h"
-#include "nn/decode_attention.h"
+#include "nn/decode_kernels.h"
 #include "nn/layers.h"
 #include "nn/rope.h"
 #include "test_util.h"
@@ -173,18 +173,28 @@ TEST(NnDecodeAttention, SmallRowsLinearMatchesTorchLinear) {
   auto w0 = torch::randn({5, 8}, gen);
   if (!small_rows_linear_supported(torch::randn({1, 8}, gen), w0))
     GTEST_SKIP() << "no AVX2/AVX-512 on this CPU: the kernel is never used";
-  for (int64_t K : {8, 16, 37, 96, 130})
-    for (int64_t N : {1, 7, 64})
-      for (int64_t R = 1; R <= kSmallLinearMaxRows; ++R) {
-        auto w = torch::randn({N, K}, gen);
-        auto x = torch::randn({R, 1, K}, gen);
-        ASSERT_TRUE(small_rows_linear_supported(x, w));
-        auto got = small_rows_linear(x, w);
-        EXPECT_EQ(got.sizes(), (std::vector<int64_t>{R, 1, N}));
-        EXPECT_TRUE(all_close(got, torch::linear(x, w), 1e-5, 1e-5)) << K << " " << N << " " << R;
-        EXPECT_TRUE(all_close(linear_no_bias(x.view({R, K}), w), torch::linear(x.view({R, K}), w),
-                              1e-5, 1e-5));
-      }
+  // Both variants on an AVX-512 CPU (the AVX2 one through limit_kernels_to_avx2). Widths cover
+  // the unrolled main loop (64 floats a step for AVX-512, 16 for AVX2), the single-vector loop
+  // and the scalar tail; N 2000 with 2 threads splits the outputs over both.
+  for (bool avx2 : {false, true}) {
+    ASSERT_TRUE(limit_kernels_to_avx2(avx2));
+    for (int64_t K : {8, 16, 37, 96, 130, 200})
+      for (int64_t N : {1, 7, 64, 2000})
+        for (int64_t R = 1; R <= kSmallLinearMaxRows; ++R) {
+          auto w = torch::randn({N, K}, gen);
+          auto x = torch::randn({R, 1, K}, gen);
+          ASSERT_TRUE(small_rows_linear_supported(x, w));
+          auto got = small_rows_linear(x, w);
+          EXPECT_EQ(got.sizes(), (std::vector<int64_t>{R, 1, N}));
+          // Against the product in double: fp32 sums of K terms of size ~1 drift by ~K * 1e-7.
+          auto exact = torch::linear(x.to(torch::kDouble), w.to(torch::kDouble)).to(torch::kFloat);
+          const double atol = 1e-6 * static_cast<double>(K);
+          EXPECT_TRUE(all_close(got, exact, 1e-5, atol))
+              << K << " " << N << " " << R << " avx2 " << avx2;
+          EXPECT_TRUE(all_close(linear_no_bias(x.view({R, K}), w), exact.view({R, N}), 1e-5, atol));
+        }
+  }
+  limit_kernels_to_avx2(false);
   auto x = torch::randn({5, 8}, gen);
   EXPECT_FALSE(small_rows_linear_supported(x, w0));                       // 5 rows
   EXPECT_TRUE(all_close(linear_no_bias(x, w0), torch::linear(x, w0), 1e-6, 1e-6));
@@ -208,6 +218,89 @@ TEST(NnDecodeAttention, SmallRowsLinearMatchesTorchLinear) {
                                                 torch::randn({1, 2, 3, 8})));
   set_decode_kernels_enabled(true);
   EXPECT_THROW(small_rows_linear(x, w0), Error);
+}
+
+// The fused element-wise kernels against the libtorch expressions they replace: decode-sized
+// inputs (one thread) and inputs large enough to be split over threads, widths with and
+// without a tail of 8; then the inputs each one must refuse, so the plain path runs.
+TEST(NnDecodeKernels, FusedNormRopeSiluMatchLibtorch) {
+  auto gen = make_generator(13);
+  torch::NoGradGuard no_grad;
+  for (auto [rows, D] : std::vector<std::array<int64_t, 2>>{{1, 8}, {2, 128}, {3, 37}, {700, 96}}) {
+    auto x = torch::randn({rows, 1, D}, gen) * 3;
+    auto w = torch::randn({D}, gen);
+    ASSERT_TRUE(rms_norm_fused_supported(x, w));
+    auto expect = x * torch::rsqrt((x * x).mean(-1, true) + 1e-5) * w;
+    EXPECT_TRUE(all_close(rms_norm_fused(x, w, 1e-5), expect, 1e-5, 1e-6)) << rows << " " << D;
+    auto a = torch::randn({rows, D}, gen) * 4, b = torch::randn({rows, D}, gen);
+    ASSERT_TRUE(silu_mul_supported(a, b));
+    EXPECT_TRUE(all_close(silu_mul(a, b), torch::silu(a) * b, 1e-5, 1e-6)) << rows << " " << D;
+  }
+  // RoPE on the q part of a fused QKV product (a strided view), as the attention layer passes it.
+  auto table = rope_table_2d(4, 16);  // 17 rows
+  for (auto [B, S, H] : std::vector<std::array<int64_t, 3>>{{2, 1, 3}, {1, 17, 2}, {40, 17, 4}}) {
+    const int64_t hd = 16, D = H * hd;
+    auto qkv = torch::randn({B, S, 3 * D}, gen);
+    auto q = qkv.narrow(-1, 0, D).view({B, S, H, hd});
+    auto rows = table.narrow(0, 0, S);
+    ASSERT_TRUE(rope_fused_supported(q, rows));
+    auto got = rope_fused(q, rows);
+    EXPECT_TRUE(got.is_contiguous());
+    set_decode_kernels_enabled(false);
+    auto expect = apply_rope(q, rows);  // the plain libtorch expression
+    set_decode_kernels_enabled(true);
+    EXPECT_TRUE(all_close(got, expect, 1e-5, 1e-6)) << B << " " << S << " " << H;
+    EXPECT_TRUE(all_close(apply_rope(q, rows), expect, 1e-5, 1e-6));  // dispatches to the kernel
+  }
+  auto x = torch::randn({2, 8}, gen), w = torch::ones({8});
+  EXPECT_FALSE(rms_norm_fused_supported(x.to(torch::kDouble), w.to(torch::kDouble)));
+  EXPECT_FALSE(rms_norm_fused_supported(x.t(), torch::ones({2})));  // not contiguous
+  EXPECT_FALSE(rms_norm_fused_supported(x, torch::ones({7})));
+  EXPECT_FALSE(silu_mul_supported(x, torch::randn({8, 2}, gen)));
+  EXPECT_FALSE(rope_fused_supported(torch::randn({1, 2, 1, 8}, gen), table.narrow(0, 0, 1)));
+  EXPECT_THROW(rms_norm_fused(x, torch::ones({7}), 1e-5), Error);
+  EXPECT_THROW(silu_mul(x, torch::randn({8, 2}, gen)), Error);
+  {
+    torch::GradMode::set_enabled(true);
+    auto wg = w.clone().requires_grad_(true);
+    EXPECT_FALSE(rms_norm_fused_supported(x, wg));  // training: autograd needs the plain path
+    EXPECT_FALSE(silu_mul_supported(x.clone().requires_grad_(true), x));
+    torch::GradMode::set_enabled(false);
+  }
+  set_decode_kernels_enabled(false);
+  EXPECT_FALSE(rms_norm_fused_supported(x, w));
+  EXPECT_FALSE(silu_mul_supported(x, x));
+  set_decode_kernels_enabled(true);
+}
+
+// A whole transformer block (RMSNorm, fused QKV, RoPE, cache, attention, SwiGLU) stepping
+// through positions gives the same outputs with every decode-step kernel on as with the plain
+// libtorch path, and its training forward (autograd on) is untouched by the switch.
+TEST(NnDecodeKernels, BlockStepsAndTrainingForwardAgreeWithPlainPath) {
+  torch::manual_seed(6);
+  const int64_t B = 2, S = 9, D = 64;
+  TransformerBlock block(D, 4, swiglu_hidden_dim(D, 32), 1e-5, 0.0, 0.0);
+  block->eval();
+  auto x = torch::randn({B, S, D});
+  auto rope = rope_table_2d(3, 16);
+  std::vector<at::Tensor> outs[2];
+  {
+    torch::NoGradGuard g;
+    for (int plain = 0; plain < 2; ++plain) {
+      set_decode_kernels_enabled(plain == 0);
+      auto kv = KVCache::allocate(1, B, 4, S, 16, torch::kFloat32);
+      for (int64_t p = 0; p < S; ++p)
+        outs[plain].push_back(
+            block->forward_cached(x.narrow(1, p, 1), rope.narrow(0, p, 1), kv.layers[0], p));
+    }
+    set_decode_kernels_enabled(true);
+  }
+  for (int64_t p = 0; p < S; ++p)
+    EXPECT_TRUE(all_close(outs[0][p], outs[1][p], 1e-5, 1e-5)) << p;
+  auto mask = torch::ones({S, S}, torch::kBool).tril();
+  auto y = block->forward(x, rope.narrow(0, 0, S), mask);
+  EXPECT_TRUE(y.requires_grad());  // the plain, differentiable path ran
+  y.sum().backward();
 }
 
 // A cached attention layer stepping one position at a time gives the same outputs with the
