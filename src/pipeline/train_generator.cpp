@@ -33,35 +33,17 @@ GeneratorStage parse_generator_stage(const std::string& s) {
   throw UsageError(str_cat("stage must be 'coarse', 'baseline' or 'aux', got '", s, "'"));
 }
 
-nlohmann::json GeneratorTrainConfig::to_json() const {
-  return {{"stage", to_string(stage)},       {"preset", preset},
-          {"model_overrides", model_overrides}, {"batch_size", batch_size},
-          {"optim", optim.to_json()},         {"trainer", trainer.to_json()},
-          {"ema_decay", ema_decay},           {"val_batches", val_batches},
-          {"val_every", val_every},           {"coarse_noise", coarse_noise},
-          {"amp", amp}};
+void to_json(nlohmann::json& j, GeneratorStage s) { j = to_string(s); }
+
+void from_json(const nlohmann::json& j, GeneratorStage& s) {
+  CTFGEN_CHECK_USAGE(j.is_string(), "stage must be a string, got ", j.dump());
+  s = parse_generator_stage(j.get<std::string>());
 }
 
+nlohmann::json GeneratorTrainConfig::to_json() const { return fields_to_json(*this); }
+
 GeneratorTrainConfig GeneratorTrainConfig::from_json(const nlohmann::json& j) {
-  GeneratorTrainConfig c;
-  JsonFields f(j, "generator training config");
-  std::string stage = to_string(c.stage);
-  f.get("stage", stage);
-  c.stage = parse_generator_stage(stage);
-  f.get("preset", c.preset);
-  f.get("model_overrides", c.model_overrides);
-  f.get("batch_size", c.batch_size);
-  nlohmann::json o = c.optim.to_json(), t = c.trainer.to_json();
-  f.get("optim", o);
-  f.get("trainer", t);
-  c.optim = train::OptimConfig::from_json(o);
-  c.trainer = train::TrainerConfig::from_json(t);
-  f.get("ema_decay", c.ema_decay);
-  f.get("val_batches", c.val_batches);
-  f.get("val_every", c.val_every);
-  f.get("coarse_noise", c.coarse_noise);
-  f.get("amp", c.amp);
-  f.finish();
+  auto c = fields_from_json<GeneratorTrainConfig>(j, "generator training config");
   c.validate();
   return c;
 }

@@ -16,6 +16,10 @@ namespace ctfgen::pipeline {
 enum class GeneratorStage { Coarse, Baseline, Aux };
 std::string to_string(GeneratorStage s);
 GeneratorStage parse_generator_stage(const std::string& s);  // "coarse" | "baseline" | "aux"
+// JSON as the stage's name (nlohmann finds these by argument-dependent lookup); a bad name
+// throws UsageError naming it.
+void to_json(nlohmann::json& j, GeneratorStage s);
+void from_json(const nlohmann::json& j, GeneratorStage& s);
 
 struct GeneratorTrainConfig {
   GeneratorStage stage = GeneratorStage::Coarse;
@@ -30,6 +34,21 @@ struct GeneratorTrainConfig {
   double coarse_noise = 0.0;           // aux only: probability of replacing an input coarse label at random
   std::string amp = "off";             // mixed-precision forward: "off", "bf16" (cpu/cuda), "fp16" (cuda)
 
+  /// The JSON fields, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("stage", self.stage);
+    visit("preset", self.preset);
+    visit("model_overrides", self.model_overrides);
+    visit("batch_size", self.batch_size);
+    visit("optim", self.optim);
+    visit("trainer", self.trainer);
+    visit("ema_decay", self.ema_decay);
+    visit("val_batches", self.val_batches);
+    visit("val_every", self.val_every);
+    visit("coarse_noise", self.coarse_noise);
+    visit("amp", self.amp);
+  }
   nlohmann::json to_json() const;
   static GeneratorTrainConfig from_json(const nlohmann::json& j);
   void validate() const;

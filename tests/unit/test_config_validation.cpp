@@ -139,4 +139,43 @@ TEST(ConfigValidation, GeneratorTrainingRefusesFp16WithoutLossScaling) {
   EXPECT_NE(msg.find("'fp16' needs loss scaling"), std::string::npos) << msg;
 }
 
+// GeneratorTrainConfig through its field list: the stage as its name, nested optimiser and
+// trainer configs, free-form model overrides; bad stages, unknown and mistyped fields refused.
+TEST(ConfigValidation, GeneratorTrainConfigJsonRoundTripAndErrors) {
+  pipeline::GeneratorTrainConfig c;
+  c.stage = pipeline::GeneratorStage::Aux;
+  c.preset = "base";
+  c.model_overrides = {{"dim", 192}};
+  c.batch_size = 12;
+  c.optim.lr = 3e-4;
+  c.trainer.steps = 77;
+  c.ema_decay = 0.999;
+  c.val_batches = 2;
+  c.val_every = 5;
+  c.coarse_noise = 0.1;
+  c.amp = "bf16";
+  auto j = c.to_json();
+  EXPECT_EQ(j.at("stage"), "aux");
+  EXPECT_EQ(j.at("optim").at("lr"), 3e-4);
+  auto back = pipeline::GeneratorTrainConfig::from_json(j);
+  EXPECT_EQ(back.to_json(), j);
+  EXPECT_EQ(back.stage, pipeline::GeneratorStage::Aux);
+  EXPECT_EQ(back.trainer.steps, 77);
+  EXPECT_EQ(back.model_overrides.at("dim"), 192);
+  // Absent fields keep their defaults, nested ones too.
+  auto d = pipeline::GeneratorTrainConfig::from_json({{"stage", "baseline"}, {"optim", {{"lr", 1e-3}}}});
+  EXPECT_EQ(d.stage, pipeline::GeneratorStage::Baseline);
+  EXPECT_EQ(d.optim.lr, 1e-3);
+  EXPECT_EQ(d.optim.weight_decay, pipeline::GeneratorTrainConfig().optim.weight_decay);
+  EXPECT_EQ(d.batch_size, 64);
+  auto msg = usage_error_of([] { pipeline::GeneratorTrainConfig::from_json({{"stage", "fine"}}); });
+  EXPECT_NE(msg.find("'fine'"), std::string::npos) << msg;
+  msg = usage_error_of([] { pipeline::GeneratorTrainConfig::from_json({{"stage", 3}}); });
+  EXPECT_NE(msg.find("stage must be a string"), std::string::npos) << msg;
+  msg = usage_error_of([] { pipeline::GeneratorTrainConfig::from_json({{"batch", 3}}); });
+  EXPECT_NE(msg.find("unknown field 'batch'"), std::string::npos) << msg;
+  msg = usage_error_of([] { pipeline::GeneratorTrainConfig::from_json({{"batch_size", 0}}); });
+  EXPECT_NE(msg.find("batch_size must be in [1, 65536], got 0"), std::string::npos) << msg;
+}
+
 }  // namespace ctfgen::test
