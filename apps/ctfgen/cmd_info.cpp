@@ -26,8 +26,9 @@ ctfgen::cli::Action setup_info(CLI::App& app) {
     std::string devs;
     for (auto& d : j["devices"]) devs += (devs.empty() ? "" : ", ") + d.get<std::string>();
     std::printf("devices           %s\n", devs.c_str());
-    std::printf("threads           %d (of %d available CPUs)\n", j["threads"].get<int>(),
-                j["available_cpus"].get<int>());
+    std::printf("threads           %d (of %d available CPUs); ctfgen's parallel loops use %d\n",
+                j["threads"].get<int>(), j["available_cpus"].get<int>(),
+                j["parallel_loop_threads"].get<int>());
     std::printf("allocator         %s\n", j["allocator_tuned"].get<bool>()
                                               ? "glibc, tuned (large blocks from the heap, trim at 1 GiB)"
                                               : "glibc defaults (MALLOC_* or CTFGEN_KEEP_MALLOC set)");

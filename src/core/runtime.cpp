@@ -16,6 +16,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "core/log.h"
 
@@ -164,11 +165,23 @@ double measure_gemm_gflops(int n, int reps, c10::Device device, c10::ScalarType 
   return 2.0 * n * static_cast<double>(n) * n / best / 1e9;
 }
 
+int parallel_loop_threads() {
+  const int n = std::max(1, at::get_num_threads());
+  std::vector<char> seen(static_cast<size_t>(n), 0);
+  // One item per thread, grain 1: an OpenMP build gives each thread its own item.
+  at::parallel_for(0, n, 1, [&](int64_t, int64_t) {
+    const int tid = at::get_thread_num();
+    if (tid >= 0 && tid < n) seen[static_cast<size_t>(tid)] = 1;
+  });
+  return static_cast<int>(std::count(seen.begin(), seen.end(), 1));
+}
+
 nlohmann::json describe(bool with_gemm) {
   nlohmann::json j;
   j["ctfgen_version"] = CTFGEN_VERSION;
   j["libtorch_version"] = TORCH_VERSION;
   j["threads"] = threads();
+  j["parallel_loop_threads"] = parallel_loop_threads();
   j["available_cpus"] = available_cpus();
   j["allocator_tuned"] = tune_allocator();
   nlohmann::json devices = nlohmann::json::array({"cpu"});

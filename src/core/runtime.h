@@ -35,6 +35,11 @@ int available_cpus();
 void set_threads(int n);
 int threads();
 
+/// Threads an at::parallel_for in ctfgen's own code really spreads over (at most threads()):
+/// 1 when ctfgen was compiled without OpenMP, whose loop template then runs the body inline
+/// (cmake/OpenMP.cmake). `ctfgen info` reports it; a test checks it with 2 threads.
+int parallel_loop_threads();
+
 struct BlasInfo {
   std::string library;   // resolved path of the BLAS shared object in this process
   std::string name;      // "openblas", "blis", "reference", "mkl" or "unknown"

@@ -15,6 +15,7 @@
 #include "cluster/redundancy.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/runtime.h"
 #include "io/checkpoint.h"
 #include "io/tensor_hash.h"
 #include "test_util.h"
@@ -101,6 +102,23 @@ TEST(ClusterKMeans, DeterministicForASeed) {
   cfg.seed = 8;
   auto c = kmeans(x, cfg);
   EXPECT_NE(a.restart_objectives, c.restart_objectives);
+}
+
+// k-means' assignment step and the average-linkage distance matrix run in parallel loops
+// (test_main runs on 1 thread): 2 threads give the same clusters, bit for bit.
+TEST(ClusterKMeans, TwoThreadsGiveTheSameClusters) {
+  auto x = randn_points(3000, 8, 9);  // chunks of 256 points: the assignment splits
+  auto cfg = small_config(16);
+  auto a = kmeans(x, cfg);
+  auto la = average_linkage(x.narrow(0, 0, 400), AgglomerativeConfig{10});
+  runtime::set_threads(2);
+  auto b = kmeans(x, cfg);
+  auto lb = average_linkage(x.narrow(0, 0, 400), AgglomerativeConfig{10});
+  runtime::set_threads(1);
+  EXPECT_TRUE(torch::equal(a.assign, b.assign));
+  EXPECT_EQ(a.objective_history, b.objective_history);
+  EXPECT_TRUE(torch::equal(la.assign, lb.assign));
+  EXPECT_EQ(la.cut_height, lb.cut_height);
 }
 
 TEST(ClusterKMeans, RejectsNaNAndInf) {

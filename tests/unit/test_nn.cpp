@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/runtime.h"
 #include "nn/autocast.h"
 #include "nn/decode_kernels.h"
 #include "nn/layers.h"
@@ -301,6 +302,29 @@ TEST(NnDecodeKernels, BlockStepsAndTrainingForwardAgreeWithPlainPath) {
   auto y = block->forward(x, rope.narrow(0, 0, S), mask);
   EXPECT_TRUE(y.requires_grad());  // the plain, differentiable path ran
   y.sum().backward();
+}
+
+// The kernels split their outputs over threads; every output is computed by one thread with
+// the same arithmetic, so 2 threads give bit-identical results to 1 (test_main runs on 1).
+TEST(NnDecodeKernels, TwoThreadsGiveBitIdenticalResults) {
+  auto gen = make_generator(14);
+  torch::NoGradGuard no_grad;
+  auto w = torch::randn({4096, 128}, gen), x = torch::randn({2, 128}, gen);
+  auto q = torch::randn({64, 4, 1, 32}, gen), k = torch::randn({64, 4, 40, 32}, gen),
+       v = torch::randn({64, 4, 40, 32}, gen);
+  auto h = torch::randn({600, 96}, gen), g = torch::ones({96});
+  auto table = rope_table_2d(4, 16);
+  auto r = torch::randn({40, 17, 4, 16}, gen);
+  auto run = [&] {
+    return std::vector<at::Tensor>{
+        linear_no_bias(x, w), single_query_attention(q, k, v, 0.2), rms_norm_fused(h, g, 1e-5),
+        rope_fused(r, table), silu_mul(h, h)};
+  };
+  auto one = run();
+  runtime::set_threads(2);
+  auto two = run();
+  runtime::set_threads(1);
+  for (size_t i = 0; i < one.size(); ++i) EXPECT_TRUE(one[i].equal(two[i])) << i;
 }
 
 // A cached attention layer stepping one position at a time gives the same outputs with the

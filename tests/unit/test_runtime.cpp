@@ -36,4 +36,15 @@ TEST(Runtime, InfoReportsTheAllocator) {
   EXPECT_NE(r.out.find("\"allocator_tuned\": true"), std::string::npos) << r.out;
 }
 
+// ctfgen's own at::parallel_for loops really split over the threads: without OpenMP at compile
+// time ATen's template runs them inline on one thread (cmake/OpenMP.cmake).
+TEST(Runtime, ParallelLoopsUseTheThreads) {
+  runtime::set_threads(2);
+  const int used = runtime::parallel_loop_threads();
+  EXPECT_EQ(runtime::describe(false).at("parallel_loop_threads").get<int>(), used);
+  runtime::set_threads(1);
+  EXPECT_EQ(used, 2);
+  EXPECT_EQ(runtime::parallel_loop_threads(), 1);
+}
+
 }  // namespace ctfgen::test
