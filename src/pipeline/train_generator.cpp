@@ -265,11 +265,13 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
       for (size_t i = 0; i < src.size(); ++i) dst[i].mul_(config.ema_decay).add_(src[i], 1.0 - config.ema_decay);
     }
     std::map<std::string, double> scalars{{"loss", lv}};
-    if (val && config.val_every > 0 && (trainer.step() + 1) % config.val_every == 0) {
+    const bool validate =
+        val && config.val_every > 0 && (trainer.step() + 1) % config.val_every == 0;
+    if (validate) {
       last_val = validation_loss(ema ? *ema : net, *val, B, config.val_batches);
       scalars["val_loss"] = last_val;
     }
-    lv = trainer.end_step(scalars).at("loss");  // the mean over the ranks
+    lv = trainer.end_step(scalars, /*always_log=*/validate).at("loss");  // mean over the ranks
     ++steps_here;
     window_loss += lv;
     ++window_n;

@@ -250,7 +250,8 @@ bool Trainer::step_optimizer(AdamW& opt, double loss_value) {
   return true;
 }
 
-std::map<std::string, double> Trainer::end_step(const std::map<std::string, double>& local_scalars) {
+std::map<std::string, double> Trainer::end_step(const std::map<std::string, double>& local_scalars,
+                                                 bool always_log) {
   ++step_;
   std::map<std::string, double> scalars = local_scalars;
   bool stop = stop_requested();
@@ -277,10 +278,7 @@ std::map<std::string, double> Trainer::end_step(const std::map<std::string, doub
     std::ostringstream status;
     for (const auto& [k, v] : scalars) status << k << " " << v << " ";
     progress_->advance(1, status.str());
-    // Validation figures are rare and always logged, whatever log_every is.
-    const bool has_val = std::any_of(scalars.begin(), scalars.end(),
-                                     [](const auto& kv) { return kv.first.rfind("val_", 0) == 0; });
-    if (step_ % config_.log_every == 0 || step_ == config_.steps || has_val) {
+    if (step_ % config_.log_every == 0 || step_ == config_.steps || always_log) {
       nlohmann::json line = {{"step", step_}};
       for (const auto& [k, v] : scalars) line[k] = v;
       std::ofstream out(run_dir_ + "/log.jsonl", std::ios::app);

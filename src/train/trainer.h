@@ -128,8 +128,11 @@ class Trainer {
   /// `scalars` (the same keys on every rank) are averaged over the ranks before logging, and a
   /// stop signal on any rank stops all of them at this step; module buffers (BatchNorm
   /// statistics) are overwritten with rank 0's. Returns the scalars as logged
-  /// (averaged over the ranks; `scalars` itself for a single process).
-  std::map<std::string, double> end_step(const std::map<std::string, double>& scalars);
+  /// (averaged over the ranks; `scalars` itself for a single process). The log line is written
+  /// every config.log_every steps, at the last step, and whenever `always_log` is true (for
+  /// rare figures such as a validation loss, which must not fall between log_every steps).
+  std::map<std::string, double> end_step(const std::map<std::string, double>& scalars,
+                                         bool always_log = false);
 
   /// Writes the checkpoint (rank 0 only; a collective in data-parallel runs, which also
   /// collects every rank's dropout generator state).

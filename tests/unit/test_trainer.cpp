@@ -118,8 +118,9 @@ TEST(Trainer, ValidationLinesAreLoggedWhateverLogEvery) {
   trainer.resume_if_present();
   while (!trainer.done()) {
     std::map<std::string, double> scalars{{"loss", 1.0}};
-    if (trainer.step() + 1 == 3) scalars["val_loss"] = 2.5;  // not a multiple of log_every
-    trainer.end_step(scalars);
+    const bool val = trainer.step() + 1 == 3;  // not a multiple of log_every
+    if (val) scalars["val_loss"] = 2.5;
+    trainer.end_step(scalars, /*always_log=*/val);
   }
   trainer.finish();
   std::ifstream in(dir.file("log.jsonl"));
