@@ -118,11 +118,12 @@ void check_tokens(const at::Tensor& tokens, int64_t B, int64_t vocab, const char
   CTFGEN_CHECK(!at::isFloatingType(tokens.scalar_type()), what, ": tokens must be integers");
   if (tokens.numel() == 0) return;
   int64_t lo = 0, hi = 0;
-  if (tokens.device().is_cpu() && tokens.scalar_type() == torch::kLong && tokens.is_contiguous()) {
+  if (tokens.device().is_cpu()) {
     // A decode step checks a few hundred tokens: a plain scan, not two reductions and two reads.
-    const int64_t* p = tokens.data_ptr<int64_t>();
+    auto t = tokens.to(torch::kLong).contiguous();
+    const int64_t* p = t.data_ptr<int64_t>();
     lo = hi = p[0];
-    for (int64_t i = 1; i < tokens.numel(); ++i) {
+    for (int64_t i = 1; i < t.numel(); ++i) {
       lo = std::min(lo, p[i]);
       hi = std::max(hi, p[i]);
     }

@@ -13,8 +13,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <initializer_list>
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 #include <vector>
 

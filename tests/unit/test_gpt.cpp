@@ -150,6 +150,31 @@ TEST(GptModel, KvCacheDecodingEqualsFullForwardAtEveryStep) {
   EXPECT_THROW(m->decode_step(tokens.select(1, 0), 3), Error);  // skips positions 1, 2
 }
 
+// Tokens outside [0, V) are refused with the range found, whatever their integer type or
+// layout (check_tokens scans CPU tokens directly); the decode step checks too.
+TEST(GptModel, OutOfRangeTokensAreRefusedNamingTheRange) {
+  auto c = tiny_config();
+  GPT m(c, 1);
+  m->eval();
+  auto labels = torch::tensor({1, 2}, torch::kLong);
+  auto tokens = random_tokens(2, c.block_size, c.vocab_size, 3);
+  torch::NoGradGuard g;
+  EXPECT_NO_THROW(m->forward_train(tokens.to(torch::kInt), labels));          // int32 is fine
+  EXPECT_NO_THROW(m->forward_train(tokens.t().contiguous().t(), labels));     // strided too
+  auto bad = tokens.clone();
+  bad[1][5] = c.vocab_size;
+  auto msg = error_of([&] { m->forward_train(bad, labels); });
+  EXPECT_NE(msg.find("got range [0, 64]"), std::string::npos) << msg;
+  bad[1][5] = -3;
+  msg = error_of([&] { m->forward_train(bad.to(torch::kInt).t().contiguous().t(), labels); });
+  EXPECT_NE(msg.find("got range [-3, "), std::string::npos) << msg;
+  m->setup_cache(2, torch::kFloat32);
+  m->prefill(labels);
+  msg = error_of([&] { m->decode_step(torch::tensor({0, 64}, torch::kLong), 1); });
+  EXPECT_NE(msg.find("GPT decode: tokens must be in [0, 64), got range [0, 64]"),
+            std::string::npos) << msg;
+}
+
 TEST(GptModel, CausalLogitsIgnoreLaterTokens) {
   auto c = tiny_config();
   GPT m(c, 4);

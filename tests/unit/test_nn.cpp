@@ -221,6 +221,27 @@ TEST(NnDecodeAttention, SmallRowsLinearMatchesTorchLinear) {
   EXPECT_THROW(small_rows_linear(x, w0), Error);
 }
 
+// Steps a cached layer (attention or transformer block) through positions 0 .. S-1 of x
+// [B, S <= 10, D], once with the decode-step kernels and once on the plain libtorch path:
+// {kernel outputs, plain outputs}, one [B, 1, D] tensor per position.
+template <typename Layer>
+std::array<std::vector<at::Tensor>, 2> step_kernels_and_plain(Layer& layer, const at::Tensor& x,
+                                                              int64_t n_head, int64_t head_dim) {
+  torch::NoGradGuard g;
+  const int64_t B = x.size(0), S = x.size(1);
+  auto rope = rope_table_2d(3, head_dim);
+  std::array<std::vector<at::Tensor>, 2> outs;
+  for (int plain = 0; plain < 2; ++plain) {
+    set_decode_kernels_enabled(plain == 0);
+    auto kv = KVCache::allocate(1, B, n_head, S, head_dim, torch::kFloat32);
+    for (int64_t p = 0; p < S; ++p)
+      outs[plain].push_back(
+          layer->forward_cached(x.narrow(1, p, 1), rope.narrow(0, p, 1), kv.layers[0], p));
+  }
+  set_decode_kernels_enabled(true);
+  return outs;
+}
+
 // The fused element-wise kernels against the libtorch expressions they replace: decode-sized
 // inputs (one thread) and inputs large enough to be split over threads, widths with and
 // without a tail of 8; then the inputs each one must refuse, so the plain path runs.
@@ -283,23 +304,11 @@ TEST(NnDecodeKernels, BlockStepsAndTrainingForwardAgreeWithPlainPath) {
   TransformerBlock block(D, 4, swiglu_hidden_dim(D, 32), 1e-5, 0.0, 0.0);
   block->eval();
   auto x = torch::randn({B, S, D});
-  auto rope = rope_table_2d(3, 16);
-  std::vector<at::Tensor> outs[2];
-  {
-    torch::NoGradGuard g;
-    for (int plain = 0; plain < 2; ++plain) {
-      set_decode_kernels_enabled(plain == 0);
-      auto kv = KVCache::allocate(1, B, 4, S, 16, torch::kFloat32);
-      for (int64_t p = 0; p < S; ++p)
-        outs[plain].push_back(
-            block->forward_cached(x.narrow(1, p, 1), rope.narrow(0, p, 1), kv.layers[0], p));
-    }
-    set_decode_kernels_enabled(true);
-  }
+  auto outs = step_kernels_and_plain(block, x, 4, 16);
   for (int64_t p = 0; p < S; ++p)
     EXPECT_TRUE(all_close(outs[0][p], outs[1][p], 1e-5, 1e-5)) << p;
   auto mask = torch::ones({S, S}, torch::kBool).tril();
-  auto y = block->forward(x, rope.narrow(0, 0, S), mask);
+  auto y = block->forward(x, rope_table_2d(3, 16).narrow(0, 0, S), mask);
   EXPECT_TRUE(y.requires_grad());  // the plain, differentiable path ran
   y.sum().backward();
 }
@@ -334,18 +343,7 @@ TEST(NnDecodeAttention, KernelsOnAndOffGiveTheSameDecodeSteps) {
   const int64_t B = 2, S = 9, D = 48;
   Attention attn(D, 3, 0.0);
   attn->eval();
-  torch::NoGradGuard g;
-  auto x = torch::randn({B, S, D});
-  auto rope = rope_table_2d(3, 16);
-  std::vector<at::Tensor> outs[2];
-  for (int plain = 0; plain < 2; ++plain) {
-    set_decode_kernels_enabled(plain == 0);
-    auto kv = KVCache::allocate(1, B, 3, S, 16, torch::kFloat32);
-    for (int64_t p = 0; p < S; ++p)
-      outs[plain].push_back(
-          attn->forward_cached(x.narrow(1, p, 1), rope.narrow(0, p, 1), kv.layers[0], p));
-  }
-  set_decode_kernels_enabled(true);
+  auto outs = step_kernels_and_plain(attn, torch::randn({B, S, D}), 3, 16);
   for (int64_t p = 0; p < S; ++p)
     EXPECT_TRUE(all_close(outs[0][p], outs[1][p], 1e-5, 1e-6)) << p;
 }
