@@ -150,7 +150,8 @@ GenerateResult generate(Generator& g, const at::Tensor& labels, const GenerateCo
     };
     auto s1 = sampling::sample_ar(g.gpt, y, config.stage1, rng, cb);
     r.seconds_stage1 += seconds_since(t0);
-    stage1_out.push_back(s1.cpu());  // results are gathered on the CPU
+    const auto s1_cpu = s1.cpu();  // results are gathered on the CPU
+    stage1_out.push_back(s1_cpu);
     if (g.mode == "ctf") {
       t0 = std::chrono::steady_clock::now();
       fine_out.push_back(sampling::sample_fine(g.aux, s1, y, config.stage2, rng,
@@ -158,7 +159,7 @@ GenerateResult generate(Generator& g, const at::Tensor& labels, const GenerateCo
                              .cpu());
       r.seconds_stage2 += seconds_since(t0);
     } else {
-      fine_out.push_back(s1.cpu());
+      fine_out.push_back(s1_cpu);  // the baseline's tokens are its codes
     }
   }
   if (progress) progress->finish();
