@@ -15,6 +15,13 @@ namespace ctfgen {
 namespace {
 std::atomic<int> g_type{static_cast<int>(c10::DeviceType::CPU)};
 std::atomic<int> g_index{-1};
+
+// A device index as written in "cuda:N" or LOCAL_RANK: 1 to 4 decimal digits.
+bool is_index(const std::string& s) {
+  return !s.empty() && s.size() <= 4 && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isdigit(static_cast<unsigned char>(c));
+  });
+}
 }  // namespace
 
 c10::Device parse_device(const std::string& text) {
@@ -26,17 +33,13 @@ c10::Device parse_device(const std::string& text) {
   // A plain "cuda" in a data-parallel run (torchrun sets LOCAL_RANK) means this rank's GPU.
   if (const char* lr = std::getenv("LOCAL_RANK"); text == prefix && lr && *lr) {
     const std::string v = lr;
-    CTFGEN_CHECK_USAGE(v.size() <= 4 && std::all_of(v.begin(), v.end(), [](char c) {
-                         return std::isdigit(static_cast<unsigned char>(c));
-                       }),
-                       "LOCAL_RANK='", v, "' is not a rank number");
+    CTFGEN_CHECK_USAGE(is_index(v), "LOCAL_RANK='", v, "' is not a rank number");
     index = std::stoll(v);
   }
   if (text.size() > prefix.size()) {
     const std::string digits = text.substr(prefix.size() + 1);
-    bool ok = text[prefix.size()] == ':' && !digits.empty() && digits.size() <= 4;
-    for (char c : digits) ok = ok && std::isdigit(static_cast<unsigned char>(c));
-    CTFGEN_CHECK_USAGE(ok, "device '", text, "': expected cpu, cuda or cuda:N");
+    CTFGEN_CHECK_USAGE(text[prefix.size()] == ':' && is_index(digits), "device '", text,
+                       "': expected cpu, cuda or cuda:N");
     index = std::stoll(digits);
   }
   CTFGEN_CHECK_USAGE(torch::cuda::is_available(), "device '", text,
