@@ -1,4 +1,3 @@
-#include "core/device.h"
 #include "core/runtime.h"
 
 #include <ATen/Parallel.h>
@@ -18,6 +17,7 @@
 #include <sstream>
 #include <vector>
 
+#include "core/device.h"
 #include "core/log.h"
 
 namespace ctfgen::runtime {
