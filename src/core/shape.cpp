@@ -1,5 +1,8 @@
 #include "core/shape.h"
 
+#include <torch/torch.h>
+
+#include <algorithm>
 #include <sstream>
 
 namespace ctfgen {
@@ -24,6 +27,28 @@ void check_shape(const at::Tensor& t, const std::vector<int64_t>& expected, cons
     throw Error(str_cat(what, ": shape mismatch (expected ", e, ", got ",
                         t.defined() ? shape_str(t.sizes()) : std::string("undefined"), ")"));
   }
+}
+
+IntRange int_range(const at::Tensor& t) {
+  CTFGEN_CHECK(t.defined() && t.numel() > 0, "int_range: empty tensor");
+  CTFGEN_CHECK(!at::isFloatingType(t.scalar_type()) && !at::isComplexType(t.scalar_type()),
+               "int_range: expected an integer tensor, got ", c10::toString(t.scalar_type()));
+  IntRange r;
+  if (t.device().is_cpu()) {
+    auto v = t.to(torch::kLong).contiguous();
+    const int64_t* p = v.data_ptr<int64_t>();
+    r.lo = r.hi = p[0];
+    for (int64_t i = 1; i < v.numel(); ++i) {
+      r.lo = std::min(r.lo, p[i]);
+      r.hi = std::max(r.hi, p[i]);
+    }
+  } else {
+    auto [mn, mx] = torch::aminmax(t);
+    auto both = torch::stack({mn, mx}).to(torch::kCPU, torch::kLong);
+    r.lo = both[0].item<int64_t>();
+    r.hi = both[1].item<int64_t>();
+  }
+  return r;
 }
 
 }  // namespace ctfgen

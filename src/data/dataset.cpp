@@ -320,7 +320,7 @@ at::Tensor take(const at::Tensor& t, const at::Tensor& idx) {
   CTFGEN_CHECK(idx.dim() == 1 && idx.scalar_type() == at::kLong, "take: indices must be [M] int64, got ",
                c10::toString(idx.scalar_type()), " ", shape_str(idx.sizes()));
   if (idx.numel() > 0) {
-    const int64_t lo = idx.min().item<int64_t>(), hi = idx.max().item<int64_t>();
+    const auto [lo, hi] = int_range(idx);
     CTFGEN_CHECK(lo >= 0 && hi < t.size(0), "take: index range [", lo, ", ", hi, "] is outside [0, ",
                  t.size(0), ")");
   }

@@ -48,13 +48,13 @@ void validate_token_set(const TokenSet& set, const std::string& source) {
   CTFGEN_CHECK(hash != set.meta.end() && hash->is_string(), source,
                "/meta.json: has no string 'tokenizer_hash'");
   if (set.codes.numel() > 0) {
-    const int64_t lo = set.codes.min().item<int64_t>(), hi = set.codes.max().item<int64_t>();
+    const auto [lo, hi] = int_range(set.codes);
     CTFGEN_CHECK(lo >= 0 && hi < V, source, "/codes.npy: codes must be in [0, ", V, "), got range [", lo,
                  ", ", hi, "]");
   }
   if (set.meta.contains("num_classes") && set.labels.numel() > 0) {
     const int64_t K = meta_int(set.meta, "num_classes", source);
-    const int64_t lo = set.labels.min().item<int64_t>(), hi = set.labels.max().item<int64_t>();
+    const auto [lo, hi] = int_range(set.labels);
     CTFGEN_CHECK(lo >= 0 && hi < K, source, "/labels.npy: labels must be in [0, ", K, "), got range [", lo,
                  ", ", hi, "]");
   }

@@ -171,9 +171,11 @@ ClassifierTrainResult train_classifier(Classifier& model, const at::Tensor& trai
                      "train_classifier test_x");
   CTFGEN_CHECK_SHAPE(test_y, {test_x.size(0)}, "train_classifier test_y");
   CTFGEN_CHECK(n >= 1 && test_x.size(0) >= 1, "train_classifier: empty train or test set");
-  for (const auto* y : {&train_y, &test_y})
-    CTFGEN_CHECK(y->min().item<int64_t>() >= 0 && y->max().item<int64_t>() < mc.num_classes,
-                 "train_classifier: labels must lie in [0, ", mc.num_classes, ")");
+  for (const auto* y : {&train_y, &test_y}) {
+    const auto [lo, hi] = int_range(*y);
+    CTFGEN_CHECK(lo >= 0 && hi < mc.num_classes, "train_classifier: labels must lie in [0, ",
+                 mc.num_classes, ")");
+  }
 
   const auto t0 = std::chrono::steady_clock::now();
   // What must agree for a resume (steps may grow; logging/checkpoint cadence may change).

@@ -65,7 +65,7 @@ at::Tensor code_counts(const at::Tensor& indices, int64_t codebook_size) {
   CTFGEN_CHECK(codebook_size >= 1, "code_counts: codebook_size must be >= 1, got ", codebook_size);
   auto flat = indices.reshape({-1}).to(torch::kLong);
   if (flat.numel() > 0) {
-    const int64_t lo = flat.min().item<int64_t>(), hi = flat.max().item<int64_t>();
+    const auto [lo, hi] = int_range(flat);
     CTFGEN_CHECK(lo >= 0 && hi < codebook_size, "code_counts: indices must be in [0, ",
                  codebook_size, "), got range [", lo, ", ", hi, "]");
   }

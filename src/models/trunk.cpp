@@ -2,8 +2,6 @@
 
 #include <torch/torch.h>
 
-#include <algorithm>
-
 #include "core/error.h"
 #include "core/shape.h"
 #include "nn/decode_kernels.h"
@@ -117,22 +115,7 @@ void check_tokens(const at::Tensor& tokens, int64_t B, int64_t vocab, const char
                ", n], got ", shape_str(tokens.sizes()));
   CTFGEN_CHECK(!at::isFloatingType(tokens.scalar_type()), what, ": tokens must be integers");
   if (tokens.numel() == 0) return;
-  int64_t lo = 0, hi = 0;
-  if (tokens.device().is_cpu()) {
-    // A decode step checks a few hundred tokens: a plain scan, not two reductions and two reads.
-    auto t = tokens.to(torch::kLong).contiguous();
-    const int64_t* p = t.data_ptr<int64_t>();
-    lo = hi = p[0];
-    for (int64_t i = 1; i < t.numel(); ++i) {
-      lo = std::min(lo, p[i]);
-      hi = std::max(hi, p[i]);
-    }
-  } else {
-    auto [mn, mx] = torch::aminmax(tokens);  // one reduction, then the values in one read
-    auto both = torch::stack({mn, mx}).to(torch::kCPU, torch::kLong);
-    lo = both[0].item<int64_t>();
-    hi = both[1].item<int64_t>();
-  }
+  const auto [lo, hi] = int_range(tokens);
   CTFGEN_CHECK(lo >= 0 && hi < vocab, what, ": tokens must be in [0, ", vocab, "), got range [",
                lo, ", ", hi, "]");
 }

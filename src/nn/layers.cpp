@@ -58,7 +58,7 @@ at::Tensor LabelEmbedderImpl::forward(const at::Tensor& labels) {
                shape_str(labels.sizes()));
   auto lab = labels.to(torch::kLong);
   if (lab.numel() > 0) {
-    const int64_t lo = lab.min().item<int64_t>(), hi = lab.max().item<int64_t>();
+    const auto [lo, hi] = int_range(lab);
     CTFGEN_CHECK(lo >= 0 && hi <= num_classes, "LabelEmbedder: labels must be in [0, ",
                  num_classes, "] (", num_classes, " = null class), got range [", lo, ", ", hi,
                  "]");

@@ -131,9 +131,9 @@ GenerateResult generate(Generator& g, const at::Tensor& labels, const GenerateCo
   const int64_t N = labels.size(0);
   CTFGEN_CHECK_USAGE(N >= 1, "generate: need at least one label");
   auto lab = labels.to(torch::kLong);
-  CTFGEN_CHECK_USAGE(lab.min().item<int64_t>() >= 0 && lab.max().item<int64_t>() < g.num_classes(),
-                     "class labels must be in [0, ", g.num_classes(), "), got ",
-                     lab.min().item<int64_t>(), "..", lab.max().item<int64_t>());
+  const auto [lo, hi] = int_range(lab);
+  CTFGEN_CHECK_USAGE(lo >= 0 && hi < g.num_classes(), "class labels must be in [0, ",
+                     g.num_classes(), "), got ", lo, "..", hi);
   const int64_t T = g.gpt->config().block_size;
   GenerateResult r;
   std::vector<at::Tensor> stage1_out, fine_out;

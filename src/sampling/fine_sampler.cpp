@@ -16,8 +16,11 @@ at::Tensor member_mask_from_coarse_of(const at::Tensor& coarse_of, int64_t K) {
                shape_str(coarse_of.sizes()));
   auto c = coarse_of.to(torch::kLong);
   const int64_t V = c.size(0);
-  CTFGEN_CHECK(V == 0 || (c.min().item<int64_t>() >= 0 && c.max().item<int64_t>() < K),
-               "member_mask_from_coarse_of: coarse labels must be in [0, ", K, ")");
+  if (V > 0) {
+    const auto [lo, hi] = int_range(c);
+    CTFGEN_CHECK(lo >= 0 && hi < K, "member_mask_from_coarse_of: coarse labels must be in [0, ", K,
+                 ")");
+  }
   auto mask = torch::zeros({K, V}, c.options().dtype(torch::kBool));
   mask.index_put_({c, torch::arange(V, c.options())}, true);
   return mask;

@@ -67,7 +67,7 @@ at::Tensor VectorQuantizerImpl::lookup(const at::Tensor& indices) const {
                shape_str(indices.sizes()));
   auto idx = indices.to(embedding->weight.device(), torch::kLong);  // indices may be anywhere
   if (idx.numel() > 0) {
-    const int64_t lo = idx.min().item<int64_t>(), hi = idx.max().item<int64_t>();
+    const auto [lo, hi] = int_range(idx);
     CTFGEN_CHECK(lo >= 0 && hi < config.codebook_size, "quantizer lookup: code indices must be in [0, ",
                  config.codebook_size, "), got range [", lo, ", ", hi, "]");
   }

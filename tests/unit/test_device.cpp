@@ -11,6 +11,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/shape.h"
 #include "models/aux_model.h"
 #include "models/gpt.h"
 #include "sampling/ar_sampler.h"
@@ -87,6 +88,21 @@ TEST(Device, DefaultDeviceRoundTripsAndModuleDeviceFollowsTheWeights) {
   torch::nn::Sequential empty;
   EXPECT_TRUE(module_device(*empty).is_cpu());
   synchronize(test_device());  // a no-op on the CPU; must not throw anywhere
+}
+
+// int_range (core/shape.h), behind every token, label and index range check: a scan on the
+// CPU, aminmax and one read on a device; the same answer for any integer type and layout.
+TEST(Device, IntRangeOfIntegerTensorsAnywhere) {
+  auto t = torch::tensor({{7, -2, 40}, {3, 0, 9}}, torch::kLong);
+  for (const auto& x :
+       {t, t.to(torch::kInt).t(), t.to(test_device()), t.to(torch::kShort).to(test_device())}) {
+    const auto r = int_range(x);
+    EXPECT_EQ(r.lo, -2);
+    EXPECT_EQ(r.hi, 40);
+  }
+  EXPECT_EQ(int_range(torch::full({1}, 5, torch::kLong)).hi, 5);
+  EXPECT_THROW(int_range(torch::empty({0}, torch::kLong)), Error);
+  EXPECT_THROW(int_range(torch::zeros({3})), Error);  // floating point
 }
 
 TEST(Device, CliRejectsAnUnknownOrUnavailableDeviceWithExitCode2) {
