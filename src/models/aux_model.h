@@ -19,14 +19,21 @@ class AuxImpl : public ClassTokenTransformer {
   /// [0, num_classes] -> fine logits [B, T, V] float32
   at::Tensor forward(const at::Tensor& coarse, const at::Tensor& labels);
 
+  /// Mean cross-entropy of forward's logits against the fine tokens, computed without holding
+  /// them (ClassTokenTransformer::head_loss). coarse, fine: [B, T], labels: [B] -> scalar
+  at::Tensor loss(const at::Tensor& coarse, const at::Tensor& fine, const at::Tensor& labels);
+
   const AuxConfig& config() const { return config_; }
 
  private:
+  /// forward before the head: hidden states of the image positions [B, T, D].
+  at::Tensor hidden(const at::Tensor& coarse, const at::Tensor& labels);
+
   AuxConfig config_;
 };
 TORCH_MODULE(Aux);
 
-/// Mean cross-entropy over all positions against the fine tokens.
+/// Mean cross-entropy over all positions against the fine tokens (model->loss).
 /// coarse, fine: [B, T] int64, labels: [B] -> scalar float32
 at::Tensor aux_loss(Aux& model, const at::Tensor& coarse, const at::Tensor& fine,
                     const at::Tensor& labels);

@@ -15,21 +15,33 @@ GPTImpl::GPTImpl(const GPTConfig& config, uint64_t init_seed)
 }
 
 at::Tensor GPTImpl::forward_full(const at::Tensor& tokens, const at::Tensor& labels) {
+  return head(hidden_full(tokens, labels));
+}
+
+at::Tensor GPTImpl::hidden_full(const at::Tensor& tokens, const at::Tensor& labels) {
   CTFGEN_CHECK(labels.dim() == 1, "GPT: labels must be [B], got ", shape_str(labels.sizes()));
   const int64_t B = labels.size(0);
   check_tokens(tokens, B, config_.vocab_size, "GPT");
   CTFGEN_CHECK(tokens.size(1) <= config_.block_size, "GPT: ", tokens.size(1),
                " input tokens exceed block_size ", config_.block_size);
   auto h = embed(labels, tokens);  // [B, n + 1, D]
-  h = run_blocks(h, nn::causal_mask(h.size(1), h.device()));
-  return head(h);
+  return run_blocks(h, nn::causal_mask(h.size(1), h.device()));
 }
 
 at::Tensor GPTImpl::forward_train(const at::Tensor& tokens, const at::Tensor& labels) {
+  return forward_full(train_inputs(tokens), labels);
+}
+
+at::Tensor GPTImpl::loss(const at::Tensor& tokens, const at::Tensor& labels) {
+  auto h = hidden_full(train_inputs(tokens), labels);  // [B, T, D]
+  return head_loss(h, tokens.to(h.device(), torch::kLong));
+}
+
+at::Tensor GPTImpl::train_inputs(const at::Tensor& tokens) const {
   CTFGEN_CHECK(tokens.dim() == 2 && tokens.size(1) >= 1 && tokens.size(1) <= config_.block_size,
                "GPT forward_train: tokens must be [B, T] with 1 <= T <= ", config_.block_size,
                ", got ", shape_str(tokens.sizes()));
-  return forward_full(tokens.narrow(1, 0, tokens.size(1) - 1), labels);
+  return tokens.narrow(1, 0, tokens.size(1) - 1);
 }
 
 void GPTImpl::setup_cache(int64_t max_batch, at::ScalarType dtype) {
@@ -93,10 +105,7 @@ at::Tensor GPTImpl::extend(const at::Tensor& tokens, int64_t pos) {
 }
 
 at::Tensor gpt_loss(GPT& model, const at::Tensor& tokens, const at::Tensor& labels) {
-  auto logits = model->forward_train(tokens, labels);  // [B, T, V]
-  const int64_t V = logits.size(2);
-  return torch::nn::functional::cross_entropy(logits.reshape({-1, V}),
-                                              tokens.to(logits.device(), torch::kLong).reshape({-1}));
+  return model->loss(tokens, labels);
 }
 
 }  // namespace ctfgen::models

@@ -28,6 +28,10 @@ class GPTImpl : public ClassTokenTransformer {
   /// tokens: [B, T] int64 (1 <= T <= block_size), labels: [B] int64 -> logits [B, T, V] float32
   at::Tensor forward_train(const at::Tensor& tokens, const at::Tensor& labels);
 
+  /// Mean cross-entropy of forward_train's logits against tokens, computed without holding
+  /// them (ClassTokenTransformer::head_loss). tokens: [B, T], labels: [B] -> scalar float32
+  at::Tensor loss(const at::Tensor& tokens, const at::Tensor& labels);
+
   /// Full causal forward without cache over [class, tok_0 .. tok_{n-1}].
   /// tokens: [B, n] (0 <= n <= block_size), labels: [B] -> logits [B, n + 1, V] float32
   at::Tensor forward_full(const at::Tensor& tokens, const at::Tensor& labels);
@@ -56,6 +60,11 @@ class GPTImpl : public ClassTokenTransformer {
   const GPTConfig& config() const { return config_; }
 
  private:
+  /// forward_full before the head: [B, n] tokens, [B] labels -> hidden states [B, n + 1, D]
+  at::Tensor hidden_full(const at::Tensor& tokens, const at::Tensor& labels);
+  /// Checks [B, T] training tokens and drops the last: the teacher-forced inputs [B, T - 1].
+  at::Tensor train_inputs(const at::Tensor& tokens) const;
+
   GPTConfig config_;
   nn::KVCache cache_;
   int64_t cache_batch_ = 0;  // batch of the last prefill
@@ -63,7 +72,7 @@ class GPTImpl : public ClassTokenTransformer {
 };
 TORCH_MODULE(GPT);
 
-/// Mean cross-entropy over all T positions of forward_train against tokens.
+/// Mean cross-entropy over all T positions of forward_train against tokens (model->loss).
 /// tokens: [B, T] int64, labels: [B] int64 -> scalar float32
 at::Tensor gpt_loss(GPT& model, const at::Tensor& tokens, const at::Tensor& labels);
 

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/shape.h"
 #include "nn/decode_kernels.h"
+#include "nn/linear_cross_entropy.h"
 #include "nn/rope.h"
 
 namespace ctfgen::models {
@@ -99,6 +100,15 @@ at::Tensor ClassTokenTransformer::run_blocks_cached(const at::Tensor& h, nn::KVC
 
 at::Tensor ClassTokenTransformer::head(const at::Tensor& h) {
   return nn::linear_no_bias(norm(h), output->weight).to(torch::kFloat32);
+}
+
+at::Tensor ClassTokenTransformer::head_loss(const at::Tensor& h, const at::Tensor& targets) {
+  CTFGEN_CHECK(targets.dim() == 2 && h.dim() == 3 && targets.size(0) == h.size(0) &&
+                   targets.size(1) == h.size(1),
+               "head_loss: targets ", shape_str(targets.sizes()), " must match hidden states ",
+               shape_str(h.sizes()), " in [B, S]");
+  return nn::linear_cross_entropy(norm(h).reshape({-1, h.size(2)}), output->weight,
+                                  targets.reshape({-1}));
 }
 
 ParamGroups weight_decay_groups(const torch::nn::Module& module) {

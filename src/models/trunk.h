@@ -55,6 +55,10 @@ class ClassTokenTransformer : public torch::nn::Module {
   const at::Tensor& rope_on(c10::Device device);
   /// Final norm and output head; logits cast to float32. [B, S, D] -> [B, S, out_vocab]
   at::Tensor head(const at::Tensor& h);
+  /// Mean cross-entropy of head(h) against targets without holding the [B, S, out_vocab]
+  /// logits (nn/linear_cross_entropy.h). h: [B, S, D], targets: [B, S] in [0, out_vocab)
+  /// -> scalar float32
+  at::Tensor head_loss(const at::Tensor& h, const at::Tensor& targets);
 
   TrunkConfig trunk_;
   int64_t in_vocab_, out_vocab_;

@@ -56,6 +56,11 @@ std::optional<at::ScalarType> parse_amp(const std::string& name) {
   throw UsageError(str_cat("amp must be 'off', 'bf16' or 'fp16', got '", name, "'"));
 }
 
+std::optional<at::ScalarType> autocast_dtype(c10::DeviceType device) {
+  if (!enabled(device)) return std::nullopt;
+  return get_dtype(device);
+}
+
 AutocastGuard::AutocastGuard(c10::DeviceType device, std::optional<at::ScalarType> dtype) {
   if (!dtype) return;
   CTFGEN_CHECK_USAGE(device == c10::DeviceType::CPU || device == c10::DeviceType::CUDA,

@@ -17,6 +17,9 @@ namespace ctfgen::nn {
 /// naming the value.
 std::optional<at::ScalarType> parse_amp(const std::string& name);
 
+/// The dtype autocast casts products to on `device` when it is on there, else nullopt.
+std::optional<at::ScalarType> autocast_dtype(c10::DeviceType device);
+
 class AutocastGuard {
  public:
   /// Enables autocast to `dtype` on `device` (kCPU or kCUDA) for the guard's lifetime; a nullopt
