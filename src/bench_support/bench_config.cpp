@@ -144,12 +144,14 @@ void CaseSpec::validate() const {
   config.validate();
   CTFGEN_CHECK_USAGE(contains(models::preset_names(), preset), "bench case: unknown preset '",
                      preset, "'");
-  CTFGEN_CHECK_USAGE(method == "baseline" || method == "ctf",
-                     "bench case: method must be baseline or ctf, got '", method, "'");
+  CTFGEN_CHECK_USAGE(method == "baseline" || method == "ctf" ||
+                         (name == "train" && method == "plain-head"),
+                     "bench case: method must be baseline or ctf (train: or plain-head), got '",
+                     method, "'");
   CTFGEN_CHECK_USAGE(batch >= 1 && batch <= 4096, "bench case: batch must be in [1, 4096], got ",
                      batch);
   CTFGEN_CHECK_USAGE(name != "export" || !out_dir.empty(), "bench case export: out_dir is empty");
-  CTFGEN_CHECK_USAGE(method == "baseline" || model_file.empty(),
+  CTFGEN_CHECK_USAGE(method != "ctf" || model_file.empty(),
                      "bench case: model_file applies to the baseline only");
 }
 

@@ -125,14 +125,16 @@ struct BenchConfig {
 ///   sample   images/s of `method` ("baseline" or "ctf") at `batch`
 ///   export   writes the baseline GPT of `preset` to `out_dir` plus the logits check inputs and
 ///            ctfgen's outputs (teacher-forced logits, greedy tokens)
-///   train    training tokens/s of the baseline GPT at config.train_batch
+///   train    training tokens/s of the baseline GPT at config.train_batch; method "plain-head"
+///            takes the loss through the full logits (linear, cross_entropy) instead of
+///            nn/linear_cross_entropy: the reference of the training-memory figures
 ///   decode   memory bandwidth, then decode-step times at config.positions for `batch` images
 ///            (the bench uses batch 1: 2 rows with guidance)
 ///   forward  fp32 GEMM peak, then forward_full GFLOP/s at config.forward_batch
 struct CaseSpec {
   std::string name;
   std::string preset;
-  std::string method = "baseline";
+  std::string method = "baseline";  // sample: baseline or ctf; train: baseline or plain-head
   int64_t batch = 1;
   std::string model_file;  // sample (baseline) / train: load this GPT file instead of random weights
   std::string out_dir;     // export: where to write

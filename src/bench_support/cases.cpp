@@ -160,7 +160,7 @@ nlohmann::json case_export(const CaseSpec& s) {
   return r;
 }
 
-// train: {batch, tokens_per_step, seconds (list), tokens_per_s, loss}
+// train: {method, batch, tokens_per_step, seconds (list), tokens_per_s, loss}
 nlohmann::json case_train(const CaseSpec& s) {
   const auto& c = s.config;
   models::GPT gpt = !s.model_file.empty() ? load_gpt(s.model_file)
@@ -179,7 +179,13 @@ nlohmann::json case_train(const CaseSpec& s) {
   train::AdamW opt(params, oc);
   auto step = [&] {
     opt.zero_grad();
-    auto loss = models::gpt_loss(gpt, tokens, labels);
+    at::Tensor loss;
+    if (s.method == "plain-head") {
+      auto logits = gpt->forward_train(tokens, labels);  // [B, T, V] float32, kept for backward
+      loss = torch::nn::functional::cross_entropy(logits.reshape({B * T, -1}), tokens.reshape({-1}));
+    } else {
+      loss = models::gpt_loss(gpt, tokens, labels);
+    }
     loss.backward();
     opt.step(oc.lr);
     return loss.item<double>();
@@ -193,6 +199,7 @@ nlohmann::json case_train(const CaseSpec& s) {
     times.push_back(since(t0));
   }
   auto r = base_result(s);
+  r["method"] = s.method;
   r["batch"] = B;
   r["tokens_per_step"] = B * T;
   r["seconds"] = times;

@@ -106,17 +106,23 @@ void python(std::ostringstream& o, const json& p) {
         << num(dbl(s.at("python"), "peak_rss_mib"), "%.0f") << " |\n";
   }
   if (!p.at("train").empty()) {
-    o << "\nTraining step (forward_train, cross-entropy, backward, clip 1.0, AdamW):\n\n"
-      << "| preset | batch x tokens | ctfgen tokens/s | Python tokens/s | ctfgen / Python | "
-         "ctfgen peak RSS MiB | Python peak RSS MiB |\n|---|---|---|---|---|---|---|\n";
+    o << "\nTraining step (forward_train, cross-entropy, backward, clip 1.0, AdamW); ctfgen takes "
+         "the loss through nn/linear_cross_entropy (chunked, no [B*T, V] logits), plain-head "
+         "through the full logits (linear, cross_entropy), same process layout:\n\n"
+      << "| preset | batch x tokens | ctfgen tokens/s | plain-head tokens/s | Python tokens/s | "
+         "ctfgen / Python | ctfgen peak RSS MiB | plain-head peak RSS MiB | Python peak RSS MiB "
+         "|\n|---|---|---|---|---|---|---|---|---|\n";
     for (const auto& t : p.at("train")) {
       const bool py = t.contains("python");
+      const bool plain = t.contains("plain_head");
       o << "| " << t.at("preset").get<std::string>() << " | " << t.at("batch").get<int64_t>()
         << " x " << t.at("tokens_per_step").get<int64_t>() / t.at("batch").get<int64_t>()
         << " | " << num(dbl(t.at("ctfgen"), "tokens_per_s"), "%.0f") << " | "
+        << (plain ? num(dbl(t.at("plain_head"), "tokens_per_s"), "%.0f") : "-") << " | "
         << (py ? num(dbl(t.at("python"), "tokens_per_s"), "%.0f") : "-") << " | "
         << (py ? num(dbl(t, "ratio"), "%.2f") + "x" : "-") << " | "
         << num(dbl(t.at("ctfgen"), "peak_rss_mib"), "%.0f") << " | "
+        << (plain ? num(dbl(t.at("plain_head"), "peak_rss_mib"), "%.0f") : "-") << " | "
         << (py ? num(dbl(t.at("python"), "peak_rss_mib"), "%.0f") : "-") << " |\n";
     }
   }

@@ -334,12 +334,14 @@ struct Driver {
   void train_section(const std::map<std::string, std::string>& files, bool have_python,
                      json& py) const {
     for (const auto& preset : config.python_presets_or_default()) {
-      std::vector<json> ours_runs, py_runs;
+      std::vector<json> ours_runs, plain_runs, py_runs;
       for (int r = 0; r < config.repeats; ++r) {
         auto s = spec("train", preset);
         s.model_file = files.at(preset);
         const std::string rep = str_cat(" (repeat ", r + 1, "/", config.repeats, ")");
         ours_runs.push_back(run_case(s, "train " + preset + rep));
+        s.method = "plain-head";
+        plain_runs.push_back(run_case(s, "train " + preset + " plain-head" + rep));
         if (have_python)
           py_runs.push_back(run_python({"train", "--model", files.at(preset), "--batch",
                                         std::to_string(config.train_batch), "--iters",
@@ -351,7 +353,14 @@ struct Driver {
       json row = {{"preset", preset},
                   {"batch", config.train_batch},
                   {"tokens_per_step", int64_t(tokens)},
-                  {"ctfgen", summarize(ours_runs, tokens, "tokens_per_s")}};
+                  {"ctfgen", summarize(ours_runs, tokens, "tokens_per_s")},
+                  {"plain_head", summarize(plain_runs, tokens, "tokens_per_s")}};
+      row["speed_vs_plain_head"] = row["ctfgen"]["tokens_per_s"].get<double>() /
+                                   row["plain_head"]["tokens_per_s"].get<double>();
+      row["loss"] = ours_runs.front().at("loss");  // after the last step of the first repeat
+      row["plain_head_loss"] = plain_runs.front().at("loss");
+      row["rss_vs_plain_head"] = row["ctfgen"]["peak_rss_mib"].get<double>() /
+                                 row["plain_head"]["peak_rss_mib"].get<double>();
       if (!py_runs.empty()) {
         row["python"] = summarize(py_runs, tokens, "tokens_per_s");
         row["ratio"] = row["ctfgen"]["tokens_per_s"].get<double>() /

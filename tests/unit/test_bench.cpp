@@ -218,6 +218,12 @@ TEST(BenchCliSlow, TinyRunEmitsTheReportFields) {
     EXPECT_FALSE(j.at("python_facts").at("blas_library").get<std::string>().empty());
   }
   EXPECT_GT(py.at("train")[0].at("ctfgen").at("tokens_per_s").get<double>(), 0);
+  EXPECT_GT(py.at("train")[0].at("plain_head").at("tokens_per_s").get<double>(), 0);
+  EXPECT_GT(py.at("train")[0].at("rss_vs_plain_head").get<double>(), 0);
+  // Both ways of taking the loss train the same weights on the same data: the same loss after
+  // the timed steps, up to summation order.
+  EXPECT_NEAR(py.at("train")[0].at("loss").get<double>(),
+              py.at("train")[0].at("plain_head_loss").get<double>(), 1e-3);
   const auto& d = j.at("decode").at(0);
   EXPECT_EQ(d.at("positions").size(), 2u);
   EXPECT_GT(d.at("bandwidth").at("read_gbs").get<double>(), 0);
