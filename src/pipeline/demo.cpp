@@ -7,6 +7,7 @@
 #include "cluster/clustering.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json_config.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "core/timer.h"
@@ -97,11 +98,10 @@ DemoConfig DemoConfig::resolved() const {
   return c;
 }
 
-nlohmann::json DemoConfig::to_json() const {
-  return {{"preset", preset},   {"work_dir", work_dir},     {"dataset", dataset},
-          {"vq_steps", vq_steps}, {"ar_steps", ar_steps},   {"aux_steps", aux_steps},
-          {"clusters", clusters}, {"gpt_preset", gpt_preset}, {"baseline", baseline},
-          {"samples_per_class", samples_per_class}, {"seed", seed}};
+nlohmann::json DemoConfig::to_json() const { return fields_to_json(*this); }
+
+DemoConfig DemoConfig::from_json(const nlohmann::json& j) {
+  return fields_from_json<DemoConfig>(j, "demo config");
 }
 
 nlohmann::json run_demo(const DemoConfig& config) {

@@ -24,6 +24,23 @@ struct DemoConfig {
   /// Fills zero/empty fields from the preset; throws UsageError for an unknown preset.
   DemoConfig resolved() const;
   nlohmann::json to_json() const;
+  static DemoConfig from_json(const nlohmann::json& j);  // does not resolve
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("preset", self.preset);
+    visit("work_dir", self.work_dir);
+    visit("dataset", self.dataset);
+    visit("dataset_path", self.dataset_path);
+    visit("vq_steps", self.vq_steps);
+    visit("ar_steps", self.ar_steps);
+    visit("aux_steps", self.aux_steps);
+    visit("clusters", self.clusters);
+    visit("gpt_preset", self.gpt_preset);
+    visit("baseline", self.baseline);
+    visit("samples_per_class", self.samples_per_class);
+    visit("seed", self.seed);
+  }
 };
 
 /// Runs (or resumes) every stage and returns a summary: paths, metrics, timings.

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "core/json_config.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/rng.h"
@@ -10,10 +11,10 @@
 
 namespace ctfgen::pipeline {
 
-nlohmann::json GeneratorEvalConfig::to_json() const {
-  return {{"num_samples", num_samples}, {"chunk", chunk},
-          {"seed", seed},               {"reference", reference.to_json()},
-          {"metrics", metrics.to_json()}};
+nlohmann::json GeneratorEvalConfig::to_json() const { return fields_to_json(*this); }
+
+GeneratorEvalConfig GeneratorEvalConfig::from_json(const nlohmann::json& j) {
+  return fields_from_json<GeneratorEvalConfig>(j, "generator eval config");
 }
 
 void GeneratorEvalConfig::validate() const {

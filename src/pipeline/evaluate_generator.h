@@ -33,6 +33,18 @@ struct GeneratorEvalConfig {
   int64_t keep_images = 100;  // first images returned for a preview grid
 
   nlohmann::json to_json() const;
+  static GeneratorEvalConfig from_json(const nlohmann::json& j);  // does not validate
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("num_samples", self.num_samples);
+    visit("chunk", self.chunk);
+    visit("seed", self.seed);
+    visit("reference", self.reference);
+    visit("cache_dir", self.cache_dir);
+    visit("metrics", self.metrics);
+    visit("keep_images", self.keep_images);
+  }
   void validate() const;
 };
 

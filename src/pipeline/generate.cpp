@@ -7,6 +7,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/json_config.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/shape.h"
@@ -105,12 +106,10 @@ Generator load_generator(const GeneratorFiles& files) {
   return g;
 }
 
-nlohmann::json GenerateConfig::to_json() const {
-  return {{"stage1", stage1.to_json()},
-          {"stage2", stage2.to_json()},
-          {"restrict_to_cluster", restrict_to_cluster},
-          {"batch_size", batch_size},
-          {"coarse_preview", coarse_preview}};
+nlohmann::json GenerateConfig::to_json() const { return fields_to_json(*this); }
+
+GenerateConfig GenerateConfig::from_json(const nlohmann::json& j) {
+  return fields_from_json<GenerateConfig>(j, "generate config");
 }
 
 void GenerateConfig::validate() const {

@@ -50,6 +50,16 @@ struct GenerateConfig {
   bool coarse_preview = false;       // CTF: also decode the coarse map through cluster centroids
 
   nlohmann::json to_json() const;
+  static GenerateConfig from_json(const nlohmann::json& j);  // does not validate
+  /// The fields of the JSON form, listed once (core/json_config.h).
+  template <typename Self, typename Visit>
+  static void fields(Self& self, Visit&& visit) {
+    visit("stage1", self.stage1);
+    visit("stage2", self.stage2);
+    visit("restrict_to_cluster", self.restrict_to_cluster);
+    visit("batch_size", self.batch_size);
+    visit("coarse_preview", self.coarse_preview);
+  }
   void validate() const;
 };
 

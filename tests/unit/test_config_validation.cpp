@@ -7,6 +7,9 @@
 #include "core/error.h"
 #include "core/json_config.h"
 #include "data/dataset.h"
+#include "pipeline/demo.h"
+#include "pipeline/evaluate_generator.h"
+#include "pipeline/generate.h"
 #include "pipeline/train_generator.h"
 
 namespace ctfgen::test {
@@ -176,6 +179,54 @@ TEST(ConfigValidation, GeneratorTrainConfigJsonRoundTripAndErrors) {
   EXPECT_NE(msg.find("unknown field 'batch'"), std::string::npos) << msg;
   msg = usage_error_of([] { pipeline::GeneratorTrainConfig::from_json({{"batch_size", 0}}); });
   EXPECT_NE(msg.find("batch_size must be in [1, 65536], got 0"), std::string::npos) << msg;
+}
+
+// The configs that runs record in their summaries (generate, eval, demo) list their fields once
+// too: every field is written (the demo's dataset_path and the eval's cache_dir and keep_images
+// were missing before), read back equal, and unknown fields are refused.
+TEST(ConfigValidation, RecordedRunConfigsRoundTripEveryField) {
+  pipeline::GenerateConfig g;
+  g.stage1.top_k = 7;
+  g.stage2.temperature = 0.5;
+  g.restrict_to_cluster = true;
+  g.batch_size = 3;
+  auto gj = g.to_json();
+  EXPECT_EQ(gj.size(), 5u);
+  EXPECT_EQ(gj.at("stage1").at("top_k"), 7);
+  EXPECT_EQ(pipeline::GenerateConfig::from_json(gj).to_json(), gj);
+  EXPECT_EQ(pipeline::GenerateConfig::from_json({{"batch_size", 2}}).stage1.to_json(),
+            pipeline::GenerateConfig().stage1.to_json());
+
+  pipeline::GeneratorEvalConfig e;
+  e.num_samples = 50;
+  e.cache_dir = "elsewhere";
+  e.keep_images = 4;
+  e.reference.split = "train";
+  auto ej = e.to_json();
+  EXPECT_EQ(ej.size(), 7u);
+  EXPECT_EQ(ej.at("cache_dir"), "elsewhere");
+  EXPECT_EQ(ej.at("keep_images"), 4);
+  auto eb = pipeline::GeneratorEvalConfig::from_json(ej);
+  EXPECT_EQ(eb.to_json(), ej);
+  EXPECT_EQ(eb.reference.split, "train");
+
+  pipeline::DemoConfig d;
+  d.dataset_path = "some/where";
+  d.ar_steps = 9;
+  d.baseline = false;
+  auto dj = d.to_json();
+  EXPECT_EQ(dj.size(), 12u);
+  EXPECT_EQ(dj.at("dataset_path"), "some/where");
+  auto db = pipeline::DemoConfig::from_json(dj);
+  EXPECT_EQ(db.to_json(), dj);
+  EXPECT_FALSE(db.baseline);
+
+  auto msg = usage_error_of([] { pipeline::DemoConfig::from_json({{"steps", 3}}); });
+  EXPECT_NE(msg.find("demo config: unknown field 'steps'"), std::string::npos) << msg;
+  msg = usage_error_of([] { pipeline::GeneratorEvalConfig::from_json({{"chunk", "big"}}); });
+  EXPECT_NE(msg.find("field 'chunk' has the wrong type"), std::string::npos) << msg;
+  msg = usage_error_of([] { pipeline::GenerateConfig::from_json({{"batch_size", -1.5}}); });
+  EXPECT_NE(msg.find("'batch_size' must be an integer"), std::string::npos) << msg;
 }
 
 }  // namespace ctfgen::test
