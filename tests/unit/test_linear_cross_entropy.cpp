@@ -42,13 +42,22 @@ at::Tensor plain_loss(const at::Tensor& x, const at::Tensor& w, const at::Tensor
                                               t);
 }
 
+// Random rows x [N, D], head w [V, D] (entries N(0, w_std^2)) and targets [N] in [0, V).
+struct Problem {
+  at::Tensor x, w, t;
+};
+Problem random_problem(uint64_t seed, int64_t N, int64_t D, int64_t V, double w_std) {
+  auto gen = make_generator(seed);
+  auto x = torch::randn({N, D}, gen), w = torch::randn({V, D}, gen) * w_std;
+  return {x, w, torch::randint(0, V, {N}, gen, torch::kLong)};
+}
+
 }  // namespace
 
 TEST(LinearCrossEntropy, EqualsLinearThenCrossEntropyOverRaggedChunks) {
-  auto gen = make_generator(1);
-  const int64_t N = 37, D = 16, V = 50;
-  auto x = torch::randn({N, D}, gen), w = torch::randn({V, D}, gen) * 0.5;
-  auto t = torch::randint(0, V, {N}, gen, torch::kLong);
+  const int64_t V = 50;
+  const auto prob = random_problem(1, /*N=*/37, /*D=*/16, V, 0.5);
+  const at::Tensor &x = prob.x, &w = prob.w, &t = prob.t;
   auto ref = run(x, w, std::nullopt, [&](auto& a, auto& b) { return plain_loss(a, b, t); });
   // 1 row, 7 rows (a ragged last chunk of 2), and everything in one chunk.
   for (int64_t budget : {int64_t{1}, 7 * V, nn::kLossChunkElements}) {
@@ -64,10 +73,9 @@ TEST(LinearCrossEntropy, EqualsLinearThenCrossEntropyOverRaggedChunks) {
 }
 
 TEST(LinearCrossEntropy, FollowsAutocastLikeThePlainHead) {
-  auto gen = make_generator(2);
-  const int64_t N = 24, D = 32, V = 40;
-  auto x = torch::randn({N, D}, gen), w = torch::randn({V, D}, gen) * 0.3;
-  auto t = torch::randint(0, V, {N}, gen, torch::kLong);
+  const int64_t V = 40;
+  const auto prob = random_problem(2, /*N=*/24, /*D=*/32, V, 0.3);
+  const at::Tensor &x = prob.x, &w = prob.w, &t = prob.t;
   auto fp32 = run(x, w, std::nullopt, [&](auto& a, auto& b) { return plain_loss(a, b, t); });
   auto ref = run(x, w, at::kBFloat16, [&](auto& a, auto& b) { return plain_loss(a, b, t); });
   auto got = run(x, w, at::kBFloat16,
@@ -83,9 +91,8 @@ TEST(LinearCrossEntropy, FollowsAutocastLikeThePlainHead) {
 }
 
 TEST(LinearCrossEntropy, GradientScalesWithTheUpstreamGradientAndRunsWithoutGrad) {
-  auto gen = make_generator(3);
-  auto x = torch::randn({9, 8}, gen), w = torch::randn({12, 8}, gen);
-  auto t = torch::randint(0, 12, {9}, gen, torch::kLong);
+  const auto prob = random_problem(3, /*N=*/9, /*D=*/8, /*V=*/12, 1.0);
+  const at::Tensor &x = prob.x, &w = prob.w, &t = prob.t;
   auto a = run(x, w, std::nullopt,
                [&](auto& p, auto& q) { return nn::linear_cross_entropy(p, q, t, 24); });
   auto b = run(x, w, std::nullopt,
