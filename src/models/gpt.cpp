@@ -78,13 +78,13 @@ at::Tensor GPTImpl::prefill(const at::Tensor& labels) {
   return head(h).select(1, 0);
 }
 
-at::Tensor GPTImpl::decode_step(const at::Tensor& tokens, int64_t pos) {
+at::Tensor GPTImpl::decode_step(const at::Tensor& tokens, int64_t pos, bool check_range) {
   CTFGEN_CHECK(cache_batch_ > 0, "GPT decode_step: call prefill first");
   CTFGEN_CHECK_SHAPE(tokens, {cache_batch_}, "GPT decode_step tokens");
-  return extend(tokens.view({cache_batch_, 1}), pos).select(1, 0);
+  return extend(tokens.view({cache_batch_, 1}), pos, check_range).select(1, 0);
 }
 
-at::Tensor GPTImpl::extend(const at::Tensor& tokens, int64_t pos) {
+at::Tensor GPTImpl::extend(const at::Tensor& tokens, int64_t pos, bool check_range) {
   CTFGEN_CHECK(cache_batch_ > 0, "GPT decode: call prefill first");
   CTFGEN_CHECK(!is_training(), "GPT decode: the model is in training mode; call eval() first");
   CTFGEN_CHECK(tokens.dim() == 2 && tokens.size(0) == cache_batch_ && tokens.size(1) >= 1,
@@ -96,7 +96,7 @@ at::Tensor GPTImpl::extend(const at::Tensor& tokens, int64_t pos) {
   CTFGEN_CHECK(pos <= filled_, "GPT decode: pos ", pos, " skips positions (cache holds [0, ",
                filled_, "))");
   torch::NoGradGuard no_grad;
-  check_tokens(tokens, cache_batch_, config_.vocab_size, "GPT decode");
+  if (check_range) check_tokens(tokens, cache_batch_, config_.vocab_size, "GPT decode");
   // No token dropout at inference; the class token is not re-fed.
   auto h = run_blocks_cached(
       tok_embeddings(tokens.to(tok_embeddings->weight.device(), torch::kLong)), cache_, pos);

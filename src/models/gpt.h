@@ -50,12 +50,15 @@ class GPTImpl : public ClassTokenTransformer {
   /// Feeds image token pos-1 at sequence position pos (1 <= pos <= block_size) for the batch
   /// of the last prefill; positions < pos must already be in the cache.
   /// tokens: [B] int64 -> logits [B, V] float32 (predicts image token pos)
-  at::Tensor decode_step(const at::Tensor& tokens, int64_t pos);
+  /// check_range = false skips the token range check, for callers whose tokens are in [0, V)
+  /// by construction (the sampler feeding back its own draws): on a GPU the check is a device
+  /// read, so it would make every step wait for the previous one.
+  at::Tensor decode_step(const at::Tensor& tokens, int64_t pos, bool check_range = true);
 
   /// Chunked form of decode_step: feeds image tokens pos-1 .. pos+n-2 at sequence positions
   /// [pos, pos + n) in one pass (causal within the chunk).
   /// tokens: [B, n] int64 -> logits [B, n, V] float32 (row i predicts image token pos + i)
-  at::Tensor extend(const at::Tensor& tokens, int64_t pos);
+  at::Tensor extend(const at::Tensor& tokens, int64_t pos, bool check_range = true);
 
   const GPTConfig& config() const { return config_; }
 

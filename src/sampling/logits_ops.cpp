@@ -50,13 +50,17 @@ at::Tensor mask_to_members(const at::Tensor& logits, const at::Tensor& allowed) 
   return logits.masked_fill(allowed.logical_not(), kNegInf);
 }
 
-at::Tensor sample(const at::Tensor& logits, at::Generator& gen, bool argmax) {
+at::Tensor sample_from_uniforms(const at::Tensor& logits, const at::Tensor& u, bool argmax,
+                                at::Tensor* finite_rows) {
   CTFGEN_CHECK(logits.dim() == 2 && logits.size(1) >= 1, "sample: logits must be [N, V], got ",
                shape_str(logits.sizes()));
+  const int64_t N = logits.size(0), V = logits.size(1);
+  CTFGEN_CHECK(argmax || (u.defined() && u.numel() == N),
+               "sample: needs one uniform number per row (", N, "), got ",
+               u.defined() ? shape_str(u.sizes()) : std::string("none"));
+  CTFGEN_CHECK(finite_rows != nullptr, "sample: finite_rows must not be null");
   auto lf = logits.to(torch::kFloat32);
-  auto row_max = std::get<0>(lf.max(-1));
-  CTFGEN_CHECK(torch::isfinite(row_max).all().item<bool>(),
-               "sample: a row of logits has no finite entry (everything masked?) or holds NaN/inf");
+  *finite_rows = torch::isfinite(std::get<0>(lf.max(-1)));  // [N]
   if (argmax) return lf.argmax(-1);
   // Inverse-CDF draw: one uniform number per row, located in the running sum of the row's
   // probabilities (cumsum accumulates in double). torch::multinomial instead draws one
@@ -64,15 +68,29 @@ at::Tensor sample(const at::Tensor& logits, at::Generator& gen, bool argmax) {
   // about 30 ms per decode step at batch 64 and most of a stage-2 pass (docs/performance.md).
   // searchsorted(right) returns the first index whose running sum exceeds u, so an entry of
   // probability 0 is never chosen; u is kept strictly below the row total.
-  const int64_t N = lf.size(0), V = lf.size(1);
   auto cdf = torch::softmax(lf, -1).cumsum(-1);
   auto total = cdf.narrow(1, V - 1, 1);  // [N, 1], 1 up to rounding
+  auto x = u.reshape({N, 1}).to(lf.device(), torch::kFloat32) * total;
+  x = torch::minimum(x, total * (1.0 - 1.0 / (1 << 23)));
+  auto idx = torch::searchsorted(cdf, x, /*out_int32=*/false, /*right=*/true).squeeze(1);
+  return idx.clamp_max(V - 1);
+}
+
+void check_finite_rows(const at::Tensor& finite_rows) {
+  CTFGEN_CHECK(finite_rows.all().item<bool>(),
+               "sample: a row of logits has no finite entry (everything masked?) or holds NaN/inf");
+}
+
+at::Tensor sample(const at::Tensor& logits, at::Generator& gen, bool argmax) {
+  CTFGEN_CHECK(logits.dim() == 2 && logits.size(1) >= 1, "sample: logits must be [N, V], got ",
+               shape_str(logits.sizes()));
   // u is drawn on the CPU (the generator is a CPU one, core/rng.h) and moved: the same draws on
   // every device.
-  auto u = torch::rand({N, 1}, gen, torch::kFloat32).to(lf.device()) * total;
-  u = torch::minimum(u, total * (1.0 - 1.0 / (1 << 23)));
-  auto idx = torch::searchsorted(cdf, u, /*out_int32=*/false, /*right=*/true).squeeze(1);
-  return idx.clamp_max(V - 1);
+  at::Tensor u = argmax ? at::Tensor() : torch::rand({logits.size(0), 1}, gen, torch::kFloat32);
+  at::Tensor finite;
+  auto tokens = sample_from_uniforms(logits, u, argmax, &finite);
+  check_finite_rows(finite);
+  return tokens;
 }
 
 at::Tensor filter_logits(const at::Tensor& logits, const SamplingConfig& config) {
@@ -84,6 +102,11 @@ at::Tensor filter_logits(const at::Tensor& logits, const SamplingConfig& config)
 at::Tensor sample_tokens(const at::Tensor& logits, const SamplingConfig& config,
                          at::Generator& gen) {
   return sample(filter_logits(logits, config), gen, config.argmax);
+}
+
+at::Tensor sample_tokens_from_uniforms(const at::Tensor& logits, const SamplingConfig& config,
+                                       const at::Tensor& u, at::Tensor* finite_rows) {
+  return sample_from_uniforms(filter_logits(logits, config), u, config.argmax, finite_rows);
 }
 
 }  // namespace ctfgen::sampling

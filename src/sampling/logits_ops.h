@@ -33,11 +33,24 @@ at::Tensor mask_to_members(const at::Tensor& logits, const at::Tensor& allowed);
 /// logits: [N, V] -> [N] int64. Throws if a row has no finite logit.
 at::Tensor sample(const at::Tensor& logits, at::Generator& gen, bool argmax = false);
 
+/// sample() split for loops that must not wait on a device every step: the uniform numbers
+/// come in (u: N float32 in [0, 1), any device, reshaped to [N, 1]; unused and may be undefined
+/// for argmax) and the row check goes out unread (*finite_rows = [N] bool on the logits'
+/// device, false where a row has no finite maximum); check_finite_rows() reads it.
+/// sample(logits, gen, argmax) == this with u = rand({N, 1}, gen), then the check.
+at::Tensor sample_from_uniforms(const at::Tensor& logits, const at::Tensor& u, bool argmax,
+                                at::Tensor* finite_rows);
+/// Throws sample()'s error unless every entry of finite_rows is true (one device read).
+void check_finite_rows(const at::Tensor& finite_rows);
+
 /// temperature -> top-k -> top-p per `config`. [N, V] -> [N, V]
 at::Tensor filter_logits(const at::Tensor& logits, const SamplingConfig& config);
 
 /// filter_logits then sample (or argmax) per `config`. [N, V] -> [N] int64
 at::Tensor sample_tokens(const at::Tensor& logits, const SamplingConfig& config,
                          at::Generator& gen);
+/// filter_logits then sample_from_uniforms per `config`. [N, V], u [N] -> [N] int64
+at::Tensor sample_tokens_from_uniforms(const at::Tensor& logits, const SamplingConfig& config,
+                                       const at::Tensor& u, at::Tensor* finite_rows);
 
 }  // namespace ctfgen::sampling

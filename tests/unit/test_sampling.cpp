@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -112,6 +114,30 @@ TEST(LogitsOps, MaskAndSample) {
   EXPECT_TRUE((d2.eq(0) | d2.eq(2)).all().item<bool>());
 }
 
+// sample() = sample_from_uniforms() with rand({N, 1}) from the same generator, then the check;
+// the split form reports bad rows instead of throwing.
+TEST(LogitsOps, SampleFromUniformsIsSampleWithTheDrawsGiven) {
+  auto gen = make_generator(4);
+  auto l = torch::randn({32, 50}, gen);
+  auto g1 = make_generator(5), g2 = make_generator(5);
+  at::Tensor ok;
+  auto a = sample(l, g1);
+  auto b = sample_from_uniforms(l, torch::rand({32, 1}, g2, torch::kFloat32), false, &ok);
+  EXPECT_TRUE(a.equal(b));
+  EXPECT_TRUE(ok.all().item<bool>());
+  auto bad = l.clone();
+  bad[3].fill_(-kInf);
+  bad[7][2] = std::numeric_limits<float>::quiet_NaN();
+  sample_from_uniforms(bad, torch::rand({32}, g2), false, &ok);
+  auto expect_ok = torch::ones({32}, torch::kBool);
+  expect_ok[3] = false;
+  expect_ok[7] = false;
+  EXPECT_TRUE(ok.equal(expect_ok));
+  EXPECT_THROW(check_finite_rows(ok), Error);
+  EXPECT_THROW(sample_from_uniforms(l, torch::rand({31}, g2), false, &ok), Error);
+  EXPECT_TRUE(sample_from_uniforms(l, at::Tensor(), true, &ok).equal(l.argmax(-1)));
+}
+
 TEST(LogitsOps, FixedSeedSameTokensDifferentSeedDifferent) {
   auto l = torch::zeros({64, 100});
   auto g1 = make_generator(1), g1b = make_generator(1), g2 = make_generator(2);
@@ -196,6 +222,46 @@ TEST(ArSampler, DeterministicPerSeedWithProgressAndModeRestored) {
   k1.top_k = 1;
   am.argmax = true;
   EXPECT_TRUE(sample_ar(m, labels, k1, g2).equal(sample_ar(m, labels, am, g2)));
+}
+
+// The loop draws every step's uniform numbers up front and checks rows once at the end (no
+// device read per step); the tokens and the generator's state afterwards must be those of
+// drawing at each step, as sample_tokens does: the seed contract is unchanged.
+TEST(ArSampler, DrawingUpFrontEqualsOneDrawPerStep) {
+  auto m = tiny_gpt(3);
+  m->eval();
+  auto labels = torch::tensor({1, 5, 9}, torch::kLong);
+  auto sc = SamplingConfig::ctf_stage1();
+  sc.cfg_scale = 2.5;
+  sc.top_k = 20;
+  sc.temperature = 0.9;
+  const int64_t B = 3, T = m->config().block_size;
+  auto g_loop = make_generator(11), g_ref = make_generator(11);
+  auto got = sample_ar(m, labels, sc, g_loop);
+  at::Tensor ref;
+  {
+    c10::InferenceMode guard;
+    auto lab = torch::cat({labels, torch::full({B}, m->config().num_classes, torch::kLong)});
+    m->setup_cache(2 * B, torch::kFloat32);
+    auto choose = [&](const at::Tensor& logits, int64_t t) {
+      auto cond = logits.narrow(0, 0, B);
+      auto l = sc.guidance_at(t) ? cfg_mix(cond, logits.narrow(0, B, B), sc.cfg_scale) : cond;
+      return sample_tokens(l, sc, g_ref);
+    };
+    std::vector<at::Tensor> toks{choose(m->prefill(lab), 0)};
+    for (int64_t t = 1; t < T; ++t)
+      toks.push_back(choose(m->decode_step(torch::cat({toks.back(), toks.back()}), t), t));
+    ref = torch::stack(toks, 1);
+  }
+  EXPECT_TRUE(got.equal(ref));
+  EXPECT_TRUE(torch::rand({4}, g_loop).equal(torch::rand({4}, g_ref)));  // same draws consumed
+  // Rows with no finite logit are still refused, with sample()'s message.
+  {
+    torch::NoGradGuard ng;
+    m->output->weight.fill_(std::numeric_limits<float>::quiet_NaN());
+  }
+  const std::string msg = error_of([&] { sample_ar(m, labels, sc, g_loop); });
+  EXPECT_NE(msg.find("has no finite entry"), std::string::npos) << msg;
 }
 
 // ---------------------------------------------------------------------------------------------
