@@ -152,7 +152,7 @@ void CaseSpec::validate() const {
                      batch);
   CTFGEN_CHECK_USAGE(name != "export" || !out_dir.empty(), "bench case export: out_dir is empty");
   CTFGEN_CHECK_USAGE(method != "ctf" || model_file.empty(),
-                     "bench case: model_file applies to the baseline only");
+                     "bench case: model_file does not apply to ctf");
 }
 
 }  // namespace ctfgen::bench

@@ -359,8 +359,9 @@ struct Driver {
                                    row["plain_head"]["tokens_per_s"].get<double>();
       row["loss"] = ours_runs.front().at("loss");  // after the last step of the first repeat
       row["plain_head_loss"] = plain_runs.front().at("loss");
-      row["rss_vs_plain_head"] = row["ctfgen"]["peak_rss_mib"].get<double>() /
-                                 row["plain_head"]["peak_rss_mib"].get<double>();
+      const double plain_rss = row["plain_head"]["peak_rss_mib"].get<double>();
+      if (plain_rss > 0)  // 0 when the child's RSS was not reported
+        row["rss_vs_plain_head"] = row["ctfgen"]["peak_rss_mib"].get<double>() / plain_rss;
       if (!py_runs.empty()) {
         row["python"] = summarize(py_runs, tokens, "tokens_per_s");
         row["ratio"] = row["ctfgen"]["tokens_per_s"].get<double>() /

@@ -20,8 +20,9 @@ at::Tensor AuxImpl::forward(const at::Tensor& coarse, const at::Tensor& labels) 
 
 at::Tensor AuxImpl::loss(const at::Tensor& coarse, const at::Tensor& fine,
                          const at::Tensor& labels) {
-  CTFGEN_CHECK(fine.sizes() == coarse.sizes(), "aux_loss: fine ", shape_str(fine.sizes()),
-               " and coarse ", shape_str(coarse.sizes()), " must have the same shape");
+  CTFGEN_CHECK(fine.sizes() == coarse.sizes() && coarse.dim() == 2, "aux_loss: fine ",
+               shape_str(fine.sizes()), " and coarse ", shape_str(coarse.sizes()),
+               " must have the same shape [B, T]");
   check_tokens(fine, coarse.size(0), config_.fine_vocab, "aux_loss fine");
   auto h = hidden(coarse, labels);  // [B, T, D]
   return head_loss(h, fine.to(h.device(), torch::kLong));

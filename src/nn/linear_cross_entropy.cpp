@@ -40,6 +40,7 @@ class LinearCrossEntropyFn : public torch::autograd::Function<LinearCrossEntropy
     // Products straight into the gradients when they have the compute dtype (fp32 training).
     const bool gx_direct = grad_x && gx.scalar_type() == cdt;
     const bool gw_direct = grad_w && gw.scalar_type() == cdt;
+    const bool scale_early = cdt == at::kHalf;
     for (int64_t r0 = 0; r0 < N; r0 += rows) {
       const int64_t n = std::min(rows, N - r0);
       auto xr = xc.narrow(0, r0, n);
@@ -48,7 +49,9 @@ class LinearCrossEntropyFn : public torch::autograd::Function<LinearCrossEntropy
       total -= g.gather(1, t).sum();
       if (!grad_x && !grad_w) continue;
       g.exp_().scatter_add_(1, t, at::full({n, 1}, -1.0, g.options()));  // p - onehot
-      // The 1/N of the mean is applied to the [n, D] and [V, D] products, not to g.
+      // The 1/N of the mean is applied to the [n, D] and [V, D] products, not to g, except in
+      // fp16, whose range a sum over many rows could exceed.
+      if (scale_early) g.div_(static_cast<double>(N));
       auto gc = g.to(cdt);
       if (gx_direct) {
         auto out = gx.narrow(0, r0, n);
@@ -59,22 +62,25 @@ class LinearCrossEntropyFn : public torch::autograd::Function<LinearCrossEntropy
       if (gw_direct) gw.addmm_(gc.t(), xr);
       else if (grad_w) gw.add_(at::mm(gc.t(), xr));
     }
-    if (grad_x) gx.div_(static_cast<double>(N));
-    if (grad_w) gw.div_(static_cast<double>(N));
-    if (gx.defined()) ctx->saved_data["gx"] = gx;
-    if (gw.defined()) ctx->saved_data["gw"] = gw;
+    if (!scale_early) {
+      if (grad_x) gx.div_(static_cast<double>(N));
+      if (grad_w) gw.div_(static_cast<double>(N));
+    }
+    // Saved variables (not saved_data): autograd frees them once backward has run, and a
+    // second backward without retain_graph fails as it should.
+    ctx->save_for_backward({gx, gw});
     return total / static_cast<double>(N);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
-    auto scaled = [&](const char* name) {
-      const auto it = ctx->saved_data.find(name);
-      if (it == ctx->saved_data.end()) return at::Tensor();
-      const auto g = it->second.toTensor();
-      return g * grad_out[0].to(g.scalar_type());
+    CTFGEN_CHECK(!at::GradMode::is_enabled(),
+                 "linear_cross_entropy: double backward (create_graph) is not supported");
+    const auto saved = ctx->get_saved_variables();
+    auto scaled = [&](const at::Tensor& g) {
+      return g.defined() ? g * grad_out[0].to(g.scalar_type()) : at::Tensor();
     };
-    return {scaled("gx"), scaled("gw"), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor()};
+    return {scaled(saved[0]), scaled(saved[1]), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor()};
   }
 };
 
@@ -101,8 +107,14 @@ at::Tensor linear_cross_entropy(const at::Tensor& x, const at::Tensor& w, const 
   const auto [lo, hi] = int_range(target);
   CTFGEN_CHECK(lo >= 0 && hi < V, "linear_cross_entropy: target must be in [0, ", V,
                "), got range [", lo, ", ", hi, "]");
-  const at::ScalarType cdt = autocast_dtype(x.device().type())
-                                 .value_or(at::promote_types(x.scalar_type(), w.scalar_type()));
+  // Autocast lowers only fp32/fp16/bf16 operands (not fp64), as it would for the plain linear.
+  auto lowerable = [](at::ScalarType t) {
+    return t == at::kFloat || t == at::kHalf || t == at::kBFloat16;
+  };
+  const auto amp = autocast_dtype(x.device().type());
+  const at::ScalarType cdt = amp && lowerable(x.scalar_type()) && lowerable(w.scalar_type())
+                                 ? *amp
+                                 : at::promote_types(x.scalar_type(), w.scalar_type());
   // Gradients are formed in the forward only where autograd will ask for them.
   const bool grad = at::GradMode::is_enabled();
   return LinearCrossEntropyFn::apply(x, w, target.to(x.device(), at::kLong),

@@ -24,11 +24,13 @@ constexpr int64_t kLossChunkElements = int64_t{1} << 24;
 /// Mean over rows of cross_entropy(x w^T, target), differentiable in x and w.
 /// x: [N, D] floating, w: [V, D] floating (same device), target: [N] integer in [0, V)
 /// -> scalar float32. Products run in the autocast dtype when autocast is on for x's device
-/// (as the plain head's linear would), otherwise in the promoted dtype of x and w; logits,
+/// and x and w are fp32/fp16/bf16 (as the plain head's linear would), otherwise in the
+/// promoted dtype of x and w; logits,
 /// log-sum-exp and the logits' gradient are float32. The gradient of w is summed over the
 /// chunks in w's dtype. Gradients are formed in the forward only for inputs that require them
 /// while grad mode is on (validation under no_grad pays the forward alone). chunk_elements
-/// bounds rows * V per chunk (at least one row).
+/// bounds rows * V per chunk (at least one row). First-order only: a backward with
+/// create_graph throws.
 /// Throws Error naming the tensor for bad shapes, dtypes or target values.
 at::Tensor linear_cross_entropy(const at::Tensor& x, const at::Tensor& w, const at::Tensor& target,
                                 int64_t chunk_elements = kLossChunkElements);

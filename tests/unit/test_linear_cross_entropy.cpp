@@ -99,6 +99,18 @@ TEST(LinearCrossEntropy, GradientScalesWithTheUpstreamGradientAndRunsWithoutGrad
                [&](auto& p, auto& q) { return 3.0 * nn::linear_cross_entropy(p, q, t, 24); });
   EXPECT_TRUE(all_close(b.gx, 3.0 * a.gx, 1e-5, 1e-7));
   EXPECT_TRUE(all_close(b.gw, 3.0 * a.gw, 1e-5, 1e-7));
+  // First-order only, and the graph is freed by backward like any other.
+  {
+    auto xg = x.clone().requires_grad_(true);
+    auto loss = nn::linear_cross_entropy(xg, w, t, 24);
+    auto gx = torch::autograd::grad({loss}, {xg}, {}, /*retain_graph=*/true,
+                                    /*create_graph=*/false)[0];
+    EXPECT_TRUE(all_close(gx, a.gx, 1e-6, 1e-7));
+    EXPECT_THROW(torch::autograd::grad({loss}, {xg}, {}, true, /*create_graph=*/true),
+                 std::exception);
+    loss.backward();
+    EXPECT_THROW(loss.backward(), std::exception);  // saved gradients released
+  }
   // Only w wants a gradient (a frozen input): w's is unchanged, x gets none.
   auto w_only = w.clone().requires_grad_(true);
   nn::linear_cross_entropy(x, w_only, t, 24).backward();
