@@ -88,17 +88,28 @@ nlohmann::json fields_to_json(const Config& config) {
 }
 
 /// A Config from `j`: defaults for absent keys, a nested config's absent keys keep their
-/// defaults too; unknown keys and wrong types throw UsageError naming `what` and the field.
+/// defaults too (Config's defaults for that field, merged key by key); unknown keys and wrong
+/// types throw UsageError naming `what` and the field.
 /// Does not call validate() (the caller decides).
 template <typename Config>
 Config fields_from_json(const nlohmann::json& j, const std::string& what) {
   Config config;
   JsonFields f(j, what);
-  Config::fields(config, [&f](const char* key, auto& value) {
+  Config::fields(config, [&f, &j](const char* key, auto& value) {
     using V = std::decay_t<decltype(value)>;
     if constexpr (json_config_detail::is_config<V>::value) {
+      // A nested object patches the field's current value (its defaults in Config, which may
+      // differ from V's own: a partial "stage1" keeps ctf_stage1()'s other settings); anything
+      // else replaces it and V::from_json judges it.
       nlohmann::json nested = value.to_json();
-      f.get(key, nested);
+      if (j.contains(key)) {
+        nlohmann::json patch;
+        f.get(key, patch);
+        if (patch.is_object() && nested.is_object())
+          nested.update(patch);
+        else
+          nested = patch;
+      }
       value = V::from_json(nested);
     } else {
       f.get(key, value);

@@ -221,6 +221,22 @@ TEST(ConfigValidation, RecordedRunConfigsRoundTripEveryField) {
   EXPECT_EQ(db.to_json(), dj);
   EXPECT_FALSE(db.baseline);
 
+  // A partial nested object patches the field's defaults (not the nested type's own):
+  // ctf_stage1()'s guidance survives a stage1 that sets only top_k, the test split a reference
+  // that sets only the dataset.
+  auto partial = pipeline::GenerateConfig::from_json({{"stage1", {{"top_k", 5}}}});
+  auto expect_stage1 = sampling::SamplingConfig::ctf_stage1();
+  expect_stage1.top_k = 5;
+  EXPECT_EQ(partial.stage1.to_json(), expect_stage1.to_json());
+  EXPECT_NE(expect_stage1.to_json(), sampling::SamplingConfig().to_json());
+  auto partial_eval = pipeline::GeneratorEvalConfig::from_json({{"reference", {{"name", "emoji"}}}});
+  EXPECT_EQ(partial_eval.reference.split, "test");
+  EXPECT_EQ(partial_eval.reference.name, "emoji");
+  EXPECT_NE(usage_error_of([] {
+              pipeline::GenerateConfig::from_json({{"stage1", {{"topk", 5}}}});
+            }).find("topk"),
+            std::string::npos);
+
   auto msg = usage_error_of([] { pipeline::DemoConfig::from_json({{"steps", 3}}); });
   EXPECT_NE(msg.find("demo config: unknown field 'steps'"), std::string::npos) << msg;
   msg = usage_error_of([] { pipeline::GeneratorEvalConfig::from_json({{"chunk", "big"}}); });
