@@ -88,6 +88,14 @@ TEST(LinearCrossEntropy, FollowsAutocastLikeThePlainHead) {
   EXPECT_EQ(got.gw.scalar_type(), at::kFloat);
   EXPECT_TRUE(all_close(got.gx, ref.gx, 0.02, 2e-3));
   EXPECT_TRUE(all_close(got.gw, ref.gw, 0.02, 2e-3));
+  // Autocast leaves fp64 operands alone, and so does the chunked head.
+  auto xd = x.to(at::kDouble), wd = w.to(at::kDouble);
+  auto ref64 = run(xd, wd, at::kBFloat16, [&](auto& a, auto& b) { return plain_loss(a, b, t); });
+  auto got64 = run(xd, wd, at::kBFloat16,
+                   [&](auto& a, auto& b) { return nn::linear_cross_entropy(a, b, t, 5 * V); });
+  EXPECT_EQ(got64.gx.scalar_type(), at::kDouble);
+  EXPECT_TRUE(all_close(got64.loss, ref64.loss, 1e-6, 1e-7));
+  EXPECT_TRUE(all_close(got64.gw, ref64.gw, 1e-6, 1e-9));
 }
 
 TEST(LinearCrossEntropy, GradientScalesWithTheUpstreamGradientAndRunsWithoutGrad) {
