@@ -114,15 +114,14 @@ void python(std::ostringstream& o, const json& p) {
          "|\n|---|---|---|---|---|---|---|---|---|\n";
     for (const auto& t : p.at("train")) {
       const bool py = t.contains("python");
-      const bool plain = t.contains("plain_head");
       o << "| " << t.at("preset").get<std::string>() << " | " << t.at("batch").get<int64_t>()
         << " x " << t.at("tokens_per_step").get<int64_t>() / t.at("batch").get<int64_t>()
         << " | " << num(dbl(t.at("ctfgen"), "tokens_per_s"), "%.0f") << " | "
-        << (plain ? num(dbl(t.at("plain_head"), "tokens_per_s"), "%.0f") : "-") << " | "
+        << num(dbl(t.at("plain_head"), "tokens_per_s"), "%.0f") << " | "
         << (py ? num(dbl(t.at("python"), "tokens_per_s"), "%.0f") : "-") << " | "
         << (py ? num(dbl(t, "ratio"), "%.2f") + "x" : "-") << " | "
         << num(dbl(t.at("ctfgen"), "peak_rss_mib"), "%.0f") << " | "
-        << (plain ? num(dbl(t.at("plain_head"), "peak_rss_mib"), "%.0f") : "-") << " | "
+        << num(dbl(t.at("plain_head"), "peak_rss_mib"), "%.0f") << " | "
         << (py ? num(dbl(t.at("python"), "peak_rss_mib"), "%.0f") : "-") << " |\n";
     }
   }
