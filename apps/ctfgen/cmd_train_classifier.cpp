@@ -54,6 +54,10 @@ ctfgen::cli::Action setup_train_classifier(CLI::App& app) {
   app.add_option("--width", o->model.width, "Channels of the first stage (features: 4x width)")
       ->check(CLI::Range(int64_t{1}, int64_t{1024}))
       ->capture_default_str();
+  app.add_option("--embed-dim", o->model.embed_dim,
+                 "Widen the last stage to this many channels by a 1x1 conv (features; 0 = off)")
+      ->check(CLI::Range(int64_t{0}, int64_t{8192}))
+      ->capture_default_str();
   app.add_option("--lr", o->train.optim.lr, "Peak learning rate (AdamW, cosine schedule)")
       ->check(CLI::Range(1e-7, 1.0))
       ->capture_default_str();
@@ -68,6 +72,10 @@ ctfgen::cli::Action setup_train_classifier(CLI::App& app) {
       ->capture_default_str();
   app.add_flag("--hflip", o->train.hflip,
                "Random horizontal flips (off by default: shoes and sprites face one way)");
+  app.add_option("--shift", o->train.shift,
+                 "Random translation by up to this many pixels (edge padding; 0 = off)")
+      ->check(CLI::Range(int64_t{0}, int64_t{16}))
+      ->capture_default_str();
   app.add_option("--run-dir", o->run_dir,
                  "Training directory (checkpoint, log; resumes if present; default <out>.run)");
   app.add_option("--out", o->out, "Output classifier component (.safetensors)")->required();

@@ -50,6 +50,10 @@ ctfgen::cli::Action setup(CLI::App& app, bool aux) {
   app.add_option("--ema", o->config.ema_decay, "EMA decay of the sampling weights (0 = off)")->check(CLI::Range(0.0, 0.999999999))->capture_default_str();
   app.add_option("--val-batches", o->config.val_batches, "Validation batches per evaluation")->check(CLI::Range(int64_t{0}, int64_t{1} << 30))->capture_default_str();
   app.add_option("--val-every", o->config.val_every, "Steps between validation losses (0 = end only)")->check(CLI::Range(int64_t{0}, int64_t{1} << 40))->capture_default_str();
+  app.add_option("--snapshot-steps", o->config.snapshot_steps,
+                 "Also write the model after these steps to <out>/snapshots/step<N>.safetensors "
+                 "(comma-separated, increasing)")
+      ->delimiter(',');
   if (aux)
     app.add_option("--coarse-noise", o->config.coarse_noise,
                    "Probability of corrupting an input coarse label (mimics stage-1 errors)")->check(CLI::Range(0.0, 0.99))->capture_default_str();

@@ -20,6 +20,12 @@ void add_sampling_flags(CLI::App& app, pipeline::GenerateConfig& c) {
   app.add_option("--aux-top-p", c.stage2.top_p, "Stage-2 nucleus threshold (1 = off)")
       ->check(CLI::Range(1e-6, 1.0))->capture_default_str();
   app.add_flag("--aux-argmax", c.stage2.argmax, "Stage 2 takes the argmax instead of sampling");
+  app.add_option("--fine-decoder", c.fine_decoder,
+                 "CTF stage 2: aux (the learned model), or a stage-2-free reference: uniform "
+                 "(random member of the cluster), frequent (most frequent member, needs "
+                 "--code-counts), centroid (member nearest the cluster centroid)")
+      ->check(CLI::IsMember(pipeline::fine_decoder_names()))
+      ->capture_default_str();
   app.add_flag("--restrict", c.restrict_to_cluster,
                "Stage 2 only chooses among the members of the sampled coarse cluster");
   app.add_option("--batch", c.batch_size, "Images per AR batch (x2 rows with guidance)")
@@ -30,7 +36,9 @@ void add_generator_file_flags(CLI::App& app, pipeline::GeneratorFiles& f) {
   app.add_option("--tokenizer", f.tokenizer, "VQ tokenizer file (kind vq)")->required();
   app.add_option("--model", f.model, "Stage-1 coarse model (CTF) or baseline model (kind gpt)")->required();
   app.add_option("--aux", f.aux, "Stage-2 auxiliary model (kind aux): CTF mode");
-  app.add_option("--clusters", f.clusters, "Cluster file the CTF models were trained with");
+  app.add_option("--clusters", f.clusters, "Cluster file the CTF models were trained with (CTF mode)");
+  app.add_option("--code-counts", f.code_counts,
+                 "Token directory whose code frequencies define --fine-decoder frequent");
 }
 
 }  // namespace ctfgen::cli

@@ -33,6 +33,8 @@ void ClassifierConfig::validate() const {
                      "classifier config: num_classes must be in [2, 100000], got ", num_classes);
   CTFGEN_CHECK_USAGE(width >= 1 && width <= 1024,
                      "classifier config: width must be in [1, 1024], got ", width);
+  CTFGEN_CHECK_USAGE(embed_dim >= 0 && embed_dim <= 8192,
+                     "classifier config: embed_dim must be in [0, 8192] (0 = off), got ", embed_dim);
 }
 
 ClassifierImpl::ClassifierImpl(ClassifierConfig config_) : config(std::move(config_)) {
@@ -50,6 +52,11 @@ ClassifierImpl::ClassifierImpl(ClassifierConfig config_) : config(std::move(conf
       in = out;
     }
   }
+  if (config.embed_dim > 0) {
+    embed = register_module(
+        "embed", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, config.embed_dim, 1).bias(false)));
+    embed_bn = register_module("embed_bn", torch::nn::BatchNorm2d(config.embed_dim));
+  }
   fc = register_module("fc", torch::nn::Linear(config.feature_dim(), config.num_classes));
 }
 
@@ -62,6 +69,7 @@ at::Tensor ClassifierImpl::features(const at::Tensor& input) {
     const bool stage_end = i % 2 == 1;
     if (stage_end && i + 1 < convs.size()) x = at::max_pool2d(x, {2, 2}, {2, 2});
   }
+  if (embed) x = torch::relu(embed_bn->forward(embed->forward(x)));
   return x.mean({2, 3});
 }
 
@@ -150,11 +158,31 @@ ClassifierTrainConfig ClassifierTrainConfig::from_json(const nlohmann::json& j) 
 void ClassifierTrainConfig::validate() const {
   CTFGEN_CHECK_USAGE(batch >= 1 && batch <= 65536,
                      "classifier training: batch must be in [1, 65536], got ", batch);
+  CTFGEN_CHECK_USAGE(shift >= 0 && shift <= 16,
+                     "classifier training: shift must be in [0, 16], got ", shift);
   CTFGEN_CHECK_USAGE(eval_batch >= 1 && eval_batch <= 65536,
                      "classifier training: eval_batch must be in [1, 65536], got ", eval_batch);
   trainer.validate();
   optim.validate();
 }
+
+namespace {
+
+// Each image translated by (dy, dx) drawn uniformly from [-s, s]^2, edge pixels repeated: the
+// usual padded random crop. Draws are made for the global batch, then sharded.
+at::Tensor random_shift(const at::Tensor& x, int64_t s, train::Trainer& trainer) {
+  const int64_t b = x.size(0), H = x.size(2), W = x.size(3);
+  auto draws = trainer.shard(torch::randint(0, 2 * s + 1, {trainer.dist().world_size() * b, 2},
+                                            trainer.generator(), torch::kLong));
+  auto padded = at::replication_pad2d(x, {s, s, s, s});
+  auto out = torch::empty_like(x);
+  auto d = draws.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < b; ++i)
+    out[i].copy_(padded[i].narrow(1, d[i][0], H).narrow(2, d[i][1], W));
+  return out;
+}
+
+}  // namespace
 
 ClassifierTrainResult train_classifier(Classifier& model, const at::Tensor& train_x,
                                        const at::Tensor& train_y, const at::Tensor& test_x,
@@ -182,6 +210,7 @@ ClassifierTrainResult train_classifier(Classifier& model, const at::Tensor& trai
   nlohmann::json model_json = {{"classifier", mc.to_json()},
                                {"batch", config.batch},
                                {"hflip", config.hflip},
+                               {"shift", config.shift},
                                {"optim", config.optim.to_json()}};
   train::Trainer trainer(config.trainer, run_dir, "classifier", model_json, dist);
   std::vector<std::pair<std::string, at::Tensor>> params;
@@ -209,6 +238,7 @@ ClassifierTrainResult train_classifier(Classifier& model, const at::Tensor& trai
       auto flip = trainer.shard(draw < 0.5).to(device);
       x = torch::where(flip.view({-1, 1, 1, 1}), x.flip({3}), x);
     }
+    if (config.shift > 0) x = random_shift(x, config.shift, trainer);
     opt.zero_grad();
     auto logits = model->forward(x);
     auto loss = torch::nn::functional::cross_entropy(logits, y);

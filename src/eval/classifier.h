@@ -6,6 +6,9 @@
 // Architecture (w = width): stages of two [conv3x3 -> BatchNorm -> ReLU] with widths
 // w, 2w, 4w (and 4w again for image_size > 32), 2x2 max pool between stages, global average pool
 // -> features [B, 4w] -> fc -> logits. Tensor names: "conv<i>.weight", "bn<i>.*", "fc.*".
+// With embed_dim > 0 a 1x1 conv ("embed.weight", "embed_bn.*") widens the last stage to
+// embed_dim channels before the pool, so the features are embed_dim wide at little cost
+// (docs/evaluation.md: the study's evaluator uses width 24, embed_dim 256).
 #pragma once
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -28,9 +31,10 @@ struct ClassifierConfig {
   int64_t image_size = 28;   // H = W the classifier is trained on (inputs are resized to it)
   int64_t num_classes = 10;  // output classes
   int64_t width = 16;        // channels of the first stage; features have 4 * width dimensions
+  int64_t embed_dim = 0;     // > 0: 1x1 conv to this many channels before the pool (features)
 
   int64_t num_stages() const { return image_size > 32 ? 4 : 3; }
-  int64_t feature_dim() const { return 4 * width; }
+  int64_t feature_dim() const { return embed_dim > 0 ? embed_dim : 4 * width; }
   nlohmann::json to_json() const;
   static ClassifierConfig from_json(const nlohmann::json& j);
   /// The fields of the JSON form, listed once (core/json_config.h).
@@ -40,6 +44,7 @@ struct ClassifierConfig {
     visit("image_size", self.image_size);
     visit("num_classes", self.num_classes);
     visit("width", self.width);
+    visit("embed_dim", self.embed_dim);
   }
   void validate() const;
 };
@@ -56,6 +61,8 @@ struct ClassifierImpl : torch::nn::Module {
   ClassifierConfig config;
   std::vector<torch::nn::Conv2d> convs;
   std::vector<torch::nn::BatchNorm2d> bns;
+  torch::nn::Conv2d embed{nullptr};        // embed_dim > 0 only
+  torch::nn::BatchNorm2d embed_bn{nullptr};
   torch::nn::Linear fc{nullptr};
 };
 TORCH_MODULE(Classifier);
@@ -90,6 +97,7 @@ class ClassifierNet : public FeatureNet {
 struct ClassifierTrainConfig {
   int64_t batch = 128;        // training batch size
   bool hflip = false;         // random horizontal flips (off by default: see docs/evaluation.md)
+  int64_t shift = 0;          // random translation by up to this many pixels (edge padding)
   int64_t eval_batch = 500;   // batch size for the test-accuracy pass
   train::TrainerConfig trainer;  // steps, checkpoint_every, log_every, seed
   train::OptimConfig optim = default_optim();
@@ -102,6 +110,7 @@ struct ClassifierTrainConfig {
   static void fields(Self& self, Visit&& visit) {
     visit("batch", self.batch);
     visit("hflip", self.hflip);
+    visit("shift", self.shift);
     visit("eval_batch", self.eval_batch);
     visit("trainer", self.trainer);
     visit("optim", self.optim);

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "core/fs.h"
 #include "core/json_config.h"
 #include "core/log.h"
@@ -132,6 +133,29 @@ ReferenceStats reference_stats_for_images(const at::Tensor& real, FeatureNet& ne
   return cached_reference_stats(cache_dir, key, [&] {
     return extract_features(net, real, batch).features;
   });
+}
+
+EvalResult evaluate_real_vs_real(const at::Tensor& fake, const at::Tensor& real, FeatureNet& net,
+                                 const EvalConfig& config) {
+  config.validate();
+  ReferenceStats ref;
+  ref.key.net = net.identity();
+  ref.key.net_name = net.name();
+  ref.features = extract_features(net, real, config.batch).features;
+  ref.stats = compute_feature_stats(ref.features);
+  return evaluate_images(fake, ref, net, config);
+}
+
+at::Tensor select_part(int64_t n, int64_t part, int64_t parts, uint64_t seed, int64_t limit) {
+  CTFGEN_CHECK_USAGE(parts >= 1 && part >= 0 && part < parts, "part ", part, " of ", parts,
+                     " does not exist (parts are numbered 0 .. parts-1)");
+  CTFGEN_CHECK_USAGE(n >= parts, "cannot split ", n, " images into ", parts, " parts");
+  CTFGEN_CHECK_USAGE(limit >= 0, "limit must be >= 0, got ", limit);
+  auto gen = make_generator(seed);
+  auto perm = torch::randperm(n, gen, torch::kLong);
+  const int64_t size = n / parts;
+  auto idx = perm.narrow(0, part * size, size);
+  return limit > 0 && limit < size ? idx.narrow(0, 0, limit) : idx;
 }
 
 }  // namespace ctfgen::eval

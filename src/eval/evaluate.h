@@ -66,4 +66,14 @@ EvalResult evaluate_images(const at::Tensor& fake, const ReferenceStats& real, F
 ReferenceStats reference_stats_for_images(const at::Tensor& real, FeatureNet& net, StatsKey key,
                                           const std::string& cache_dir, int64_t batch = 64);
 
+/// The floors of the metrics: real images scored as if generated. fake, real: [N, C, H, W] in
+/// [-1, 1]; the reference statistics are computed from `real` directly (no cache).
+EvalResult evaluate_real_vs_real(const at::Tensor& fake, const at::Tensor& real, FeatureNet& net,
+                                 const EvalConfig& config = {});
+
+/// Indices of part `part` (0-based) of `parts` equal contiguous parts of a permutation of
+/// [0, n) drawn from `seed` (parts = 1: the whole permutation), cut to its first `limit`
+/// (0 = all). Two calls with the same n and seed and different parts never share an index.
+at::Tensor select_part(int64_t n, int64_t part, int64_t parts, uint64_t seed, int64_t limit = 0);
+
 }  // namespace ctfgen::eval

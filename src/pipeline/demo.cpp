@@ -214,9 +214,9 @@ nlohmann::json run_demo(const DemoConfig& config) {
     return s;
   };
   summary["samples_ctf"] = sample({vq_path, w + "/stage1/model.safetensors",
-                                   w + "/stage2/model.safetensors", cl_path}, "ctf");
+                                   w + "/stage2/model.safetensors", cl_path, ""}, "ctf");
   if (c.baseline)
-    summary["samples_baseline"] = sample({vq_path, w + "/baseline/model.safetensors", "", ""}, "baseline");
+    summary["samples_baseline"] = sample({vq_path, w + "/baseline/model.safetensors", "", "", ""}, "baseline");
   summary["seconds"] = seconds_since(start);
   fs::atomic_write_text(w + "/summary.json", summary.dump(2) + "\n");
   return summary;

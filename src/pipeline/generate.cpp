@@ -2,7 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "core/device.h"
 #include "core/error.h"
@@ -12,6 +14,7 @@
 #include "core/progress.h"
 #include "core/shape.h"
 #include "core/timer.h"
+#include "data/token_dir.h"
 #include "io/checkpoint.h"
 #include "io/tensor_hash.h"
 #include "io/torch_import.h"
@@ -40,7 +43,36 @@ Config component_config(const io::Component& c) {
   }
 }
 
+// For each cluster, the member whose normalised codeword is nearest the cluster's centroid
+// (the clustering ran on normalised codewords: cluster/clustering.h). -> [K] int64
+at::Tensor centroid_members(const cluster::CoarseMap& m, const at::Tensor& normalized_codebook) {
+  torch::NoGradGuard no_grad;
+  auto points = normalized_codebook.to(torch::kCPU, torch::kFloat);
+  auto cent = m.centroids().to(torch::kFloat);
+  CTFGEN_CHECK(points.size(0) == m.num_codes() && points.size(1) == cent.size(1),
+               "centroid members: codebook ", shape_str(points.sizes()),
+               " does not match the cluster file's centroids ", shape_str(cent.sizes()));
+  // distance of every code to its own cluster's centroid; each cluster's minimum by a masked argmin
+  auto own = cent.index_select(0, m.coarse_of().to(torch::kLong));
+  auto d = (points - own).pow(2).sum(1);  // [V]
+  auto table = torch::where(m.member_mask(), d.unsqueeze(0),
+                            torch::full_like(d, INFINITY).unsqueeze(0));  // [K, V]
+  return table.argmin(1).to(torch::kLong);
+}
+
+// For each cluster, its member with the largest count (ties: the smallest code). -> [K] int64
+at::Tensor frequent_members(const cluster::CoarseMap& m, const at::Tensor& counts) {
+  auto c = counts.to(torch::kDouble);
+  auto table = torch::where(m.member_mask(), c.unsqueeze(0), torch::full_like(c, -1.0).unsqueeze(0));
+  return table.argmax(1).to(torch::kLong);
+}
+
 }  // namespace
+
+const std::vector<std::string>& fine_decoder_names() {
+  static const std::vector<std::string> names{"aux", "uniform", "frequent", "centroid"};
+  return names;
+}
 
 int64_t Generator::num_classes() const { return gpt->config().num_classes; }
 
@@ -65,16 +97,17 @@ Generator load_generator(const GeneratorFiles& files) {
   g.grid_h = g.grid_w = grid;
 
   std::string stage = gc.meta.value("stage", std::string("baseline"));
-  if (files.aux.empty()) {
-    CTFGEN_CHECK_USAGE(files.clusters.empty(), "--clusters is only used with --aux (CTF mode)");
+  if (files.clusters.empty()) {
+    CTFGEN_CHECK_USAGE(files.aux.empty(), "--aux (CTF mode) also needs --clusters");
+    CTFGEN_CHECK_USAGE(files.code_counts.empty(),
+                       "--code-counts is only used in CTF mode (with --clusters)");
     CTFGEN_CHECK(stage != "coarse", files.model,
-                 ": is a CTF stage-1 (coarse) model; pass its --aux model and --clusters file");
+                 ": is a CTF stage-1 (coarse) model; pass its --clusters file (and --aux model)");
     CTFGEN_CHECK(g.gpt->config().vocab_size == V, files.model, ": vocabulary ",
                  g.gpt->config().vocab_size, " does not match the tokenizer's codebook size ", V);
     g.mode = "baseline";
     return g;
   }
-  CTFGEN_CHECK_USAGE(!files.clusters.empty(), "CTF mode (--aux) also needs --clusters");
   CTFGEN_CHECK(stage == "coarse", files.model, ": is a '", stage,
                "' model, but CTF mode needs a stage-1 (coarse) model");
   g.mode = "ctf";
@@ -84,15 +117,26 @@ Generator load_generator(const GeneratorFiles& files) {
   const int64_t K = g.clusters->num_clusters();
   CTFGEN_CHECK(g.gpt->config().vocab_size == K, files.model, ": vocabulary ",
                g.gpt->config().vocab_size, " does not match the ", K, " clusters of ", files.clusters);
-  auto ac = io::load_component(files.aux, "aux");
-  check_hash(ac, g.tokenizer_hash);
   std::string ch = io::hash_tensors({{"coarse_of", g.clusters->coarse_of()}});
-  std::string aux_ch = ac.meta.value("clusters_hash", std::string());
   std::string gpt_ch = gc.meta.value("clusters_hash", std::string());
-  CTFGEN_CHECK(aux_ch.empty() || aux_ch == ch, files.aux, ": was trained with another cluster file than ",
-               files.clusters);
   CTFGEN_CHECK(gpt_ch.empty() || gpt_ch == ch, files.model,
                ": was trained with another cluster file than ", files.clusters);
+  g.member_mask = g.clusters->member_mask().to(default_device());
+  g.centroid_member = centroid_members(*g.clusters, g.vq->normalized_codebook());
+  if (!files.code_counts.empty()) {
+    auto tokens = data::load_token_dir(files.code_counts);
+    CTFGEN_CHECK(tokens.meta.value("tokenizer_hash", std::string()) == g.tokenizer_hash,
+                 files.code_counts, ": holds tokens of another tokenizer than ", files.tokenizer);
+    auto counts = torch::bincount(tokens.codes.flatten().to(torch::kLong), {}, V);
+    g.frequent_member = frequent_members(*g.clusters, counts);
+    g.files["code_counts"] = {{"path", files.code_counts}, {"tokens", tokens.codes.numel()}};
+  }
+  if (files.aux.empty()) return g;
+  auto ac = io::load_component(files.aux, "aux");
+  check_hash(ac, g.tokenizer_hash);
+  std::string aux_ch = ac.meta.value("clusters_hash", std::string());
+  CTFGEN_CHECK(aux_ch.empty() || aux_ch == ch, files.aux, ": was trained with another cluster file than ",
+               files.clusters);
   g.aux = models::Aux(component_config<models::AuxConfig>(ac));
   io::load_module_strict(*g.aux, ac.file);
   g.aux->eval();
@@ -102,7 +146,6 @@ Generator load_generator(const GeneratorFiles& files) {
                ": expects K=", acfg.coarse_vocab, ", V=", acfg.fine_vocab, ", T=", acfg.block_size,
                " but the files give K=", K, ", V=", V, ", T=", T);
   g.files["aux"] = {{"path", files.aux}, {"sha256", fs::sha256_file(files.aux)}};
-  g.member_mask = g.clusters->member_mask().to(default_device());
   return g;
 }
 
@@ -117,7 +160,37 @@ void GenerateConfig::validate() const {
   stage2.validate();
   CTFGEN_CHECK_USAGE(batch_size >= 1 && batch_size <= 4096, "batch size must be in [1, 4096], got ",
                      batch_size);
+  const auto& names = fine_decoder_names();
+  CTFGEN_CHECK_USAGE(std::find(names.begin(), names.end(), fine_decoder) != names.end(),
+                     "fine_decoder must be one of aux, uniform, frequent, centroid; got '",
+                     fine_decoder, "'");
 }
+
+namespace {
+
+// CTF stage 2 by the configured decoder: coarse [b, T] on any device -> fine [b, T] int64.
+at::Tensor decode_fine(Generator& g, const at::Tensor& coarse, const at::Tensor& labels,
+                       const GenerateConfig& config, at::Generator& rng) {
+  const std::string& d = config.fine_decoder;
+  if (d == "aux") {
+    CTFGEN_CHECK_USAGE(g.aux, "fine decoder 'aux' needs the stage-2 model (--aux)");
+    return sampling::sample_fine(g.aux, coarse, labels, config.stage2, rng,
+                                 config.restrict_to_cluster ? &g.member_mask : nullptr);
+  }
+  auto c = coarse.to(torch::kCPU, torch::kLong);
+  if (d == "uniform") {  // one draw per position among its cluster's members
+    auto rows = g.member_mask.to(torch::kCPU).index_select(0, c.flatten()).to(torch::kFloat);
+    return torch::multinomial(rows, 1, /*replacement=*/true, rng).view(c.sizes());
+  }
+  if (d == "frequent") {
+    CTFGEN_CHECK_USAGE(g.frequent_member.defined(),
+                       "fine decoder 'frequent' needs the training tokens' counts (--code-counts DIR)");
+    return g.frequent_member.index_select(0, c.flatten()).view(c.sizes());
+  }
+  return g.centroid_member.index_select(0, c.flatten()).view(c.sizes());
+}
+
+}  // namespace
 
 at::Tensor decode_tokens(Generator& g, const at::Tensor& codes) {
   return vq::decode_from_indices(g.vq, codes).clamp(-1.0, 1.0);
@@ -153,9 +226,7 @@ GenerateResult generate(Generator& g, const at::Tensor& labels, const GenerateCo
     stage1_out.push_back(s1_cpu);
     if (g.mode == "ctf") {
       t0 = std::chrono::steady_clock::now();
-      fine_out.push_back(sampling::sample_fine(g.aux, s1, y, config.stage2, rng,
-                                               config.restrict_to_cluster ? &g.member_mask : nullptr)
-                             .cpu());
+      fine_out.push_back(decode_fine(g, s1, y, config, rng).cpu());
       r.seconds_stage2 += seconds_since(t0);
     } else {
       fine_out.push_back(s1_cpu);  // the baseline's tokens are its codes

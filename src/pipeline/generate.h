@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cluster/coarse_map.h"
 #include "models/aux_model.h"
@@ -22,6 +23,8 @@ struct GeneratorFiles {
   std::string model;      // kind "gpt": CTF stage 1 (meta stage "coarse") or baseline
   std::string aux;        // kind "aux" (CTF only), "" for the baseline
   std::string clusters;   // kind "clusters" (CTF only)
+  std::string code_counts;  // token directory (ctfgen encode) whose code frequencies define the
+                            // "frequent" fine decoder; "" = not loaded
 };
 
 struct Generator {
@@ -31,14 +34,26 @@ struct Generator {
   models::Aux aux{nullptr};
   std::optional<cluster::CoarseMap> clusters;
   at::Tensor member_mask;  // [K, V] bool, CTF only
+  at::Tensor centroid_member;  // [K] int64: the member nearest its cluster's centroid (CTF only)
+  at::Tensor frequent_member;  // [K] int64: the member most frequent in files.code_counts, or
+                               // undefined when no token directory was given
   std::string tokenizer_hash;
   nlohmann::json files;  // path and SHA-256 of every input file
   int64_t grid_h = 0, grid_w = 0;
   int64_t num_classes() const;
 };
 
+/// Stage-2 decoders (GenerateConfig::fine_decoder). "aux" is the learned stage 2 of CTF; the
+/// others are the stage-2-free references that the study measures it against: each coarse
+/// label becomes a uniformly random member of its cluster ("uniform"), the member most frequent
+/// in the training tokens ("frequent"), or the member nearest the cluster's centroid
+/// ("centroid").
+const std::vector<std::string>& fine_decoder_names();
+
 /// Loads and cross-checks the files: the GPT's vocabulary must equal K (CTF) or V (baseline),
 /// every file must record the same tokenizer hash, the aux model's vocabularies must match.
+/// CTF mode = a cluster file is given; its aux model is optional (the stage-2-free decoders
+/// need none).
 /// The models are put on default_device() (core/device.h).
 Generator load_generator(const GeneratorFiles& files);
 
@@ -46,6 +61,7 @@ struct GenerateConfig {
   sampling::SamplingConfig stage1 = sampling::SamplingConfig::ctf_stage1();  // AR loop
   sampling::SamplingConfig stage2 = sampling::SamplingConfig::ctf_stage2();  // aux pass (CTF)
   bool restrict_to_cluster = false;  // CTF: mask stage-2 logits to the sampled cluster's members
+  std::string fine_decoder = "aux";  // CTF stage 2: aux | uniform | frequent | centroid
   int64_t batch_size = 16;           // images per AR batch (x2 rows with guidance)
   bool coarse_preview = false;       // CTF: also decode the coarse map through cluster centroids
 
@@ -57,6 +73,7 @@ struct GenerateConfig {
     visit("stage1", self.stage1);
     visit("stage2", self.stage2);
     visit("restrict_to_cluster", self.restrict_to_cluster);
+    visit("fine_decoder", self.fine_decoder);
     visit("batch_size", self.batch_size);
     visit("coarse_preview", self.coarse_preview);
   }

@@ -2,10 +2,13 @@
 
 #include <torch/torch.h>
 
+#include <set>
+
 #include <chrono>
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "core/json_config.h"
 #include "core/log.h"
 #include "core/timer.h"
@@ -65,6 +68,13 @@ void GeneratorTrainConfig::validate() const {
   CTFGEN_CHECK_USAGE(nn::parse_amp(amp) != at::kHalf,
                      "amp 'fp16' needs loss scaling, which ctfgen's trainer does not do; use "
                      "'bf16' (cpu and cuda)");
+  for (size_t i = 0; i < snapshot_steps.size(); ++i) {
+    const int64_t st = snapshot_steps[i];
+    CTFGEN_CHECK_USAGE(st >= 1 && st <= trainer.steps, "snapshot_steps: ", st,
+                       " is not a step of this run (1 .. ", trainer.steps, ")");
+    CTFGEN_CHECK_USAGE(i == 0 || st > snapshot_steps[i - 1],
+                       "snapshot_steps must increase, got ", snapshot_steps[i - 1], " then ", st);
+  }
   optim.validate();
   trainer.validate();
 }
@@ -233,6 +243,21 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
   CTFGEN_CHECK(B >= 1, "training tokens: ", N, " sequences cannot feed ", world, " processes");
   const int64_t K = clusters ? clusters->num_clusters() : 0;
   const auto amp = nn::parse_amp(config.amp);
+  // The sampling weights (the EMA when on) as a component file; only rank 0 writes.
+  const auto save_model = [&](const std::string& path, int64_t steps, double val_loss) {
+    nlohmann::json meta = {{"stage", to_string(config.stage)},
+                           {"tokenizer_hash", tok_hash},
+                           {"steps", steps},
+                           {"seed", config.trainer.seed},
+                           {"train_config", config.to_json()},
+                           {"val_loss", val_loss},
+                           {"ema", ema.has_value()}};
+    if (clusters) meta["clusters_hash"] = io::hash_tensors({{"coarse_of", clusters->coarse_of()}});
+    if (trainer.dist().is_main())
+      io::save_component(path, kind, model_config, io::module_tensors(*(ema ? *ema : net).module),
+                         meta);
+  };
+  std::set<int64_t> snapshots(config.snapshot_steps.begin(), config.snapshot_steps.end());
   auto t0 = std::chrono::steady_clock::now();
   int64_t steps_here = 0;
   double window_loss = 0;
@@ -271,6 +296,16 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
       last_val = validation_loss(ema ? *ema : net, *val, B, config.val_batches);
       scalars["val_loss"] = last_val;
     }
+    // Before end_step: a checkpoint written there at this step then always follows its snapshot.
+    if (const int64_t done = trainer.step() + 1; snapshots.count(done)) {
+      const std::string path = str_cat(run_dir, "/snapshots/step", done, ".safetensors");
+      if (!fs::exists(path)) {
+        const double v = val ? validation_loss(ema ? *ema : net, *val, B, config.val_batches) : -1.0;
+        if (trainer.dist().is_main()) fs::ensure_dir(run_dir + "/snapshots");
+        save_model(path, done, v);
+        log::info("snapshot ", path, v >= 0 ? str_cat(" (val loss ", v, ")") : std::string());
+      }
+    }
     lv = trainer.end_step(scalars, /*always_log=*/validate).at("loss");  // mean over the ranks
     ++steps_here;
     window_loss += lv;
@@ -291,16 +326,7 @@ GeneratorTrainResult train_generator(const GeneratorTrainConfig& config,
   Net& final_net = ema ? *ema : net;
   if (val) r.val_loss = validation_loss(final_net, *val, B, config.val_batches);
   r.model_path = run_dir + "/model.safetensors";
-  nlohmann::json meta = {{"stage", to_string(config.stage)},
-                         {"tokenizer_hash", tok_hash},
-                         {"steps", r.steps},
-                         {"seed", config.trainer.seed},
-                         {"train_config", config.to_json()},
-                         {"val_loss", r.val_loss},
-                         {"ema", ema.has_value()}};
-  if (clusters) meta["clusters_hash"] = io::hash_tensors({{"coarse_of", clusters->coarse_of()}});
-  if (trainer.dist().is_main())
-    io::save_component(r.model_path, kind, model_config, io::module_tensors(*final_net.module), meta);
+  save_model(r.model_path, r.steps, r.val_loss);
   log::info("wrote ", r.model_path, " (", r.steps, " steps, final loss ", r.final_loss,
             r.val_loss >= 0 ? str_cat(", val loss ", r.val_loss) : std::string(), ")");
   return r;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cluster/coarse_map.h"
 #include "data/token_dir.h"
@@ -33,6 +34,11 @@ struct GeneratorTrainConfig {
   int64_t val_every = 0;               // steps between validation losses; 0 = only at the end
   double coarse_noise = 0.0;           // aux only: probability of replacing an input coarse label at random
   std::string amp = "off";             // mixed-precision forward: "off", "bf16" (cpu/cuda), "fp16" (cuda)
+  // Steps after which the sampling weights are also written to
+  // <run_dir>/snapshots/step<N>.safetensors (the same component as model.safetensors, meta
+  // "steps" = N, with the validation loss then): one run gives a convergence curve. Increasing,
+  // each in [1, steps]; a snapshot already on disk is not rewritten on resume.
+  std::vector<int64_t> snapshot_steps;
 
   /// The JSON fields, listed once (core/json_config.h).
   template <typename Self, typename Visit>
@@ -48,6 +54,7 @@ struct GeneratorTrainConfig {
     visit("val_every", self.val_every);
     visit("coarse_noise", self.coarse_noise);
     visit("amp", self.amp);
+    visit("snapshot_steps", self.snapshot_steps);
   }
   nlohmann::json to_json() const;
   static GeneratorTrainConfig from_json(const nlohmann::json& j);

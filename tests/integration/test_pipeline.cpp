@@ -16,7 +16,9 @@
 #include "pipeline/train_generator.h"
 #include "test_util.h"
 #include "eval/classifier.h"
+#include "io/checkpoint.h"
 #include "io/image_io.h"
+#include "io/tensor_hash.h"
 #include "pipeline/evaluate_generator.h"
 #include "vq/vq_train.h"
 
@@ -39,41 +41,60 @@ void make_images(int64_t n, at::Tensor& x, at::Tensor& y, uint64_t seed) {
 }
 
 
-}  // namespace
-
-TEST(Pipeline, TinyEndToEndCtfAndBaseline) {
-  TempDir dir;
+// The shared start of the pipeline tests: a tokenizer trained for a few steps on the bar
+// images, their token sets, and a 4-cluster k-means map saved to clusters.safetensors.
+struct TinyWorld {
+  std::string vq_path;
+  vq::VQModel model{nullptr};
+  data::TokenSet train, test;
+  cluster::CoarseMap clusters;
   at::Tensor x, y, xt, yt;
-  make_images(96, x, y, 1);
-  make_images(32, xt, yt, 2);
+};
 
+TinyWorld make_world(const TempDir& dir) {
+  TinyWorld w;
+  make_images(96, w.x, w.y, 1);
+  make_images(32, w.xt, w.yt, 2);
   vq::VQTrainConfig vc;
   vc.model = tiny_vq_config(32, 3);
   vc.batch_size = 16;
   vc.optim.lr = 3e-3;
   vc.trainer.steps = 6;
   vc.trainer.checkpoint_every = 0;
-  auto vr = vq::train_vq(vc, x, xt, dir.file("vq"));
-  auto model = vq::load_vq(vr.model_path);
-  const std::string hash = vq::vq_tokenizer_hash(model);
-
+  w.vq_path = vq::train_vq(vc, w.x, w.xt, dir.file("vq")).model_path;
+  w.model = vq::load_vq(w.vq_path);
+  const std::string hash = vq::vq_tokenizer_hash(w.model);
   auto encode = [&](const at::Tensor& images, const at::Tensor& labels) {
     data::TokenSet s;
-    s.codes = vq::encode_to_indices(model, images).to(torch::kInt);
+    s.codes = vq::encode_to_indices(w.model, images).to(torch::kInt);
     s.labels = labels;
     s.meta = {{"tokenizer_hash", hash}, {"codebook_size", 32}, {"grid_h", s.codes.size(1)},
               {"grid_w", s.codes.size(2)}, {"num_classes", 2}};
     return s;
   };
-  auto train = encode(x, y), test = encode(xt, yt);
-  ASSERT_EQ(train.codes.size(1), 4);  // 8x8 images, 2x down-sampling
-
-  auto cb = cluster::load_codebook(vr.model_path);
+  w.train = encode(w.x, w.y);
+  w.test = encode(w.xt, w.yt);
+  auto cb = cluster::load_codebook(w.vq_path);
   cluster::ClusterConfig cc;
   cc.k = 4;
   cc.restarts = 2;
-  auto clusters = cluster::cluster_codebook(cb.normalized, cc, cb.tokenizer_hash).map;
-  clusters.save(dir.file("clusters.safetensors"));
+  w.clusters = cluster::cluster_codebook(cb.normalized, cc, cb.tokenizer_hash).map;
+  w.clusters.save(dir.file("clusters.safetensors"));
+  return w;
+}
+
+}  // namespace
+
+TEST(Pipeline, TinyEndToEndCtfAndBaseline) {
+  TempDir dir;
+  auto w = make_world(dir);
+  auto& train = w.train;
+  auto& test = w.test;
+  auto& clusters = w.clusters;
+  auto& xt = w.xt;
+  auto& yt = w.yt;
+  struct { std::string model_path; } vr{w.vq_path};
+  ASSERT_EQ(train.codes.size(1), 4);  // 8x8 images, 2x down-sampling
 
   pipeline::GeneratorTrainConfig g;
   g.preset = "tiny";
@@ -96,7 +117,7 @@ TEST(Pipeline, TinyEndToEndCtfAndBaseline) {
   EXPECT_GT(s2.val_loss, 0);
 
   auto ctf = pipeline::load_generator({vr.model_path, s1.model_path, s2.model_path,
-                                       dir.file("clusters.safetensors")});
+                                       dir.file("clusters.safetensors"), ""});
   ASSERT_EQ(ctf.mode, "ctf");
   pipeline::GenerateConfig gc;
   gc.restrict_to_cluster = true;
@@ -115,7 +136,7 @@ TEST(Pipeline, TinyEndToEndCtfAndBaseline) {
   auto r2 = pipeline::generate(ctf, labels, gc, rng2, false);
   EXPECT_TRUE(torch::equal(r.fine, r2.fine));
 
-  auto baseline = pipeline::load_generator({vr.model_path, base.model_path, "", ""});
+  auto baseline = pipeline::load_generator({vr.model_path, base.model_path, "", "", ""});
   ASSERT_EQ(baseline.mode, "baseline");
   auto rb = pipeline::generate(baseline, labels, gc, rng, false);
   EXPECT_EQ(rb.fine.sizes(), (std::vector<int64_t>{3, 4, 4}));
@@ -124,7 +145,7 @@ TEST(Pipeline, TinyEndToEndCtfAndBaseline) {
 
   // Mismatched files are refused: a baseline model cannot serve as CTF stage 1.
   EXPECT_THROW(pipeline::load_generator({vr.model_path, base.model_path, s2.model_path,
-                                         dir.file("clusters.safetensors")}),
+                                         dir.file("clusters.safetensors"), ""}),
                Error);
 
   // Evaluation against an ImageFolder copy of the test images, with an (untrained) classifier
@@ -184,6 +205,93 @@ TEST(Pipeline, TinyEndToEndCtfAndBaseline) {
   cli = run_cli({"eval", "--tokenizer", vr.model_path, "--model", s1.model_path, "--num-samples", "12"});
   EXPECT_EQ(cli.exit_code, 2);
   EXPECT_NE(cli.err.find("--classifier or --inception"), std::string::npos) << cli.err;
+}
+
+TEST(Pipeline, SnapshotsAndStageTwoFreeDecoders) {
+  TempDir dir;
+  auto w = make_world(dir);
+  data::save_token_dir(dir.file("tokens_train"), w.train);
+
+  // Snapshots: the weights after steps 2 and 4 of a 4-step run; the last equals the final model.
+  pipeline::GeneratorTrainConfig g;
+  g.preset = "tiny";
+  g.batch_size = 16;
+  g.trainer.steps = 4;
+  g.trainer.checkpoint_every = 0;
+  g.val_batches = 1;
+  g.snapshot_steps = {2, 4};
+  auto s1 = pipeline::train_generator(g, w.train, &w.test, &w.clusters, dir.file("stage1"));
+  for (int64_t step : {2, 4}) {
+    auto c = io::load_component(dir.file("stage1/snapshots/step" + std::to_string(step) + ".safetensors"), "gpt");
+    EXPECT_EQ(c.meta.at("steps").get<int64_t>(), step);
+    EXPECT_EQ(c.meta.at("stage"), "coarse");
+    EXPECT_GT(c.meta.at("val_loss").get<double>(), 0.0);
+  }
+  auto last = io::load_component(dir.file("stage1/snapshots/step4.safetensors"), "gpt");
+  auto fin = io::load_component(s1.model_path, "gpt");
+  auto step2 = io::load_component(dir.file("stage1/snapshots/step2.safetensors"), "gpt");
+  EXPECT_EQ(io::hash_tensors(last.file.tensors), io::hash_tensors(fin.file.tensors));
+  EXPECT_NE(io::hash_tensors(step2.file.tensors), io::hash_tensors(fin.file.tensors));
+  EXPECT_FALSE(fs::exists(dir.file("stage1/snapshots/step3.safetensors")));
+  g.snapshot_steps = {5};
+  EXPECT_THROW(g.validate(), UsageError);
+  g.snapshot_steps = {3, 2};
+  EXPECT_THROW(g.validate(), UsageError);
+
+  // CTF with a cluster file and no stage-2 model: the stage-2-free decoders.
+  auto ctf = pipeline::load_generator({w.vq_path, s1.model_path, "", dir.file("clusters.safetensors"),
+                                       dir.file("tokens_train")});
+  ASSERT_EQ(ctf.mode, "ctf");
+  auto labels = torch::tensor({0, 1, 0, 1, 1}, torch::kLong);
+  pipeline::GenerateConfig gc;
+  auto coarse_ref = [&](const std::string& decoder, uint64_t seed) {
+    gc.fine_decoder = decoder;
+    auto rng = make_generator(seed);
+    return pipeline::generate(ctf, labels, gc, rng, false);
+  };
+  // Every decoder keeps the fine token inside the coarse cluster stage 1 chose.
+  const auto members = w.clusters.member_mask();  // [K, V]
+  auto norm = w.model->normalized_codebook().to(torch::kCPU);
+  auto counts = torch::bincount(w.train.codes.flatten().to(torch::kLong), {}, 32);
+  for (const std::string d : {"uniform", "frequent", "centroid"}) {
+    auto r = coarse_ref(d, 9);
+    EXPECT_TRUE(torch::equal(w.clusters.to_coarse(r.fine), r.coarse)) << d;
+    auto again = coarse_ref(d, 9);
+    EXPECT_TRUE(torch::equal(r.fine, again.fine)) << d;  // same seed, same tokens
+    auto f = r.fine.flatten(), c = r.coarse.flatten();
+    for (int64_t i = 0; i < f.numel(); ++i) {
+      const int64_t k = c[i].item<int64_t>(), v = f[i].item<int64_t>();
+      auto in_k = torch::nonzero(members[k]).flatten();
+      if (d == "frequent") {  // the most frequent member in the training tokens
+        EXPECT_EQ(counts[v].item<int64_t>(), counts.index_select(0, in_k).max().item<int64_t>()) << i;
+      } else if (d == "centroid") {  // the member nearest the centroid, by brute force
+        auto dist = (norm.index_select(0, in_k) - w.clusters.centroids()[k]).pow(2).sum(1);
+        EXPECT_EQ(v, in_k[dist.argmin()].item<int64_t>()) << i;
+      }
+    }
+  }
+  // The uniform decoder uses more than one member of a multi-member cluster across draws.
+  auto ru = coarse_ref("uniform", 1);
+  auto rv = coarse_ref("uniform", 2);
+  EXPECT_FALSE(torch::equal(ru.fine, rv.fine) && torch::equal(ru.coarse, rv.coarse));
+  // The learned decoder needs its model, the frequent one its counts.
+  EXPECT_THROW(coarse_ref("aux", 1), UsageError);
+  auto no_counts = pipeline::load_generator({w.vq_path, s1.model_path, "", dir.file("clusters.safetensors"), ""});
+  gc.fine_decoder = "frequent";
+  auto rng = make_generator(1);
+  EXPECT_THROW(pipeline::generate(no_counts, labels, gc, rng, false), UsageError);
+  gc.fine_decoder = "nearest";
+  EXPECT_THROW(gc.validate(), UsageError);
+  // The CLI takes the decoder by name; an unknown one is a usage error.
+  auto cli = run_cli({"sample", "--tokenizer", w.vq_path, "--model", s1.model_path, "--clusters",
+                           dir.file("clusters.safetensors"), "--fine-decoder", "centroid", "--n", "2",
+                           "--out", dir.file("samples")});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  auto bad = run_cli({"sample", "--tokenizer", w.vq_path, "--model", s1.model_path, "--clusters",
+                      dir.file("clusters.safetensors"), "--fine-decoder", "nearest", "--n", "2",
+                      "--out", dir.file("samples2")});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("nearest"), std::string::npos) << bad.err;
 }
 
 }  // namespace ctfgen::test

@@ -117,6 +117,92 @@ TEST(Classifier, TrainsOnSyntheticDataToHighAccuracy) {
   EXPECT_THROW(eval::train_classifier(m, xtr, bad_y, xte, yte, cfg, d.path() + "/run2"), Error);
 }
 
+TEST(Classifier, EmbedWidensTheFeaturesAndShiftTrains) {
+  auto c = tiny();
+  c.embed_dim = 24;
+  eval::Classifier m(c);
+  EXPECT_EQ(c.feature_dim(), 24);
+  ASSERT_TRUE(m->embed);
+  auto x = synthetic(6, 4).first;
+  EXPECT_EQ(m->features(x).sizes(), (std::vector<int64_t>{6, 24}));
+  EXPECT_EQ(m->forward(x).sizes(), (std::vector<int64_t>{6, 3}));
+  EXPECT_FALSE(eval::Classifier(tiny())->embed);  // embed_dim 0: the plain pooled last stage
+  auto bad = tiny();
+  bad.embed_dim = -1;
+  EXPECT_THROW(bad.validate(), UsageError);
+  // Old files (no embed_dim field) still load as embed_dim 0.
+  auto j = tiny().to_json();
+  j.erase("embed_dim");
+  EXPECT_EQ(eval::ClassifierConfig::from_json(j).embed_dim, 0);
+
+  // Training with random shifts learns the task as well; the shift changes the batches (a run
+  // without it ends at other weights) and is part of what a resume must agree on.
+  TempDir d;
+  auto [xtr, ytr] = synthetic(600, 2);
+  auto [xte, yte] = synthetic(300, 3);
+  eval::ClassifierTrainConfig cfg;
+  cfg.batch = 32;
+  cfg.trainer.steps = 60;
+  cfg.trainer.checkpoint_every = 0;
+  cfg.trainer.seed = 7;
+  cfg.optim.lr = 1e-2;
+  cfg.shift = 1;
+  eval::Classifier shifted(c), plain(c);
+  auto r = eval::train_classifier(shifted, xtr, ytr, xte, yte, cfg, d.path() + "/shift");
+  EXPECT_GE(r.test_accuracy, 0.9);
+  cfg.shift = 0;
+  eval::train_classifier(plain, xtr, ytr, xte, yte, cfg, d.path() + "/plain");
+  EXPECT_FALSE(torch::equal(shifted->fc->weight, plain->fc->weight));
+  cfg.shift = 2;  // resuming the finished shift-1 run with another shift is refused
+  cfg.trainer.steps = 70;
+  eval::Classifier again(c);
+  EXPECT_THROW(eval::train_classifier(again, xtr, ytr, xte, yte, cfg, d.path() + "/shift"), Error);
+  cfg.shift = 17;
+  EXPECT_THROW(cfg.validate(), UsageError);
+}
+
+TEST(Evaluate, RealVersusRealFloors) {
+  // select_part: disjoint equal parts of one seeded permutation, cut to the limit.
+  auto a = eval::select_part(10, 0, 2, 3), b = eval::select_part(10, 1, 2, 3);
+  ASSERT_EQ(a.numel(), 5);
+  ASSERT_EQ(b.numel(), 5);
+  auto both = std::get<0>(torch::cat({a, b}).sort());
+  EXPECT_TRUE(torch::equal(both, torch::arange(10, torch::kLong)));
+  EXPECT_TRUE(torch::equal(eval::select_part(10, 0, 2, 3), a));   // deterministic
+  EXPECT_FALSE(torch::equal(eval::select_part(10, 0, 2, 4), a));  // another seed, another cut
+  EXPECT_EQ(eval::select_part(10, 0, 1, 3, 4).numel(), 4);
+  EXPECT_THROW(eval::select_part(10, 2, 2, 0), UsageError);
+  EXPECT_THROW(eval::select_part(1, 0, 2, 0), UsageError);
+
+  // Identical sets: FID 0, precision and recall 1; another class mix: a clear distance.
+  eval::Classifier m(tiny());
+  {  // a briefly trained network, so that the classes are apart in its features
+    TempDir d;
+    auto [xtr, ytr] = synthetic(300, 2);
+    eval::ClassifierTrainConfig cfg;
+    cfg.batch = 32;
+    cfg.trainer.steps = 30;
+    cfg.trainer.checkpoint_every = 0;
+    cfg.optim.lr = 1e-2;
+    eval::train_classifier(m, xtr, ytr, xtr, ytr, cfg, d.path() + "/run");
+  }
+  eval::ClassifierNet net(m);
+  auto [x, y] = synthetic(64, 5);
+  eval::EvalConfig ec;
+  ec.is_splits = 2;
+  auto same = eval::evaluate_real_vs_real(x, x, net, ec);
+  EXPECT_NEAR(same.fid, 0.0, 1e-3);
+  EXPECT_DOUBLE_EQ(same.precision, 1.0);
+  EXPECT_DOUBLE_EQ(same.recall, 1.0);
+  auto only0 = x.index_select(0, torch::nonzero(y == 0).flatten());
+  auto only1 = x.index_select(0, torch::nonzero(y != 0).flatten());
+  auto apart = eval::evaluate_real_vs_real(only0, only1, net, ec);
+  EXPECT_GT(apart.fid, 1.0);
+  EXPECT_LT(apart.precision, 0.5);
+  EXPECT_EQ(apart.n_fake, only0.size(0));
+  EXPECT_EQ(apart.n_real, only1.size(0));
+}
+
 TEST(Evaluate, FacadeOnClassifierFeatures) {
   TempDir d;
   eval::Classifier m(tiny());
