@@ -23,6 +23,9 @@ Phases, in order (each seed's training and final evaluations follow the tuning s
   final     per seed and budget: the tuned settings (and the stage-2-free decoders) on fresh
             sampling seeds with the final sample count
   noise     one fixed model, several sampling seeds: the metric's spread
+  ablations the paper's ablations at one budget (method.md section 6): K, the clustering method,
+            the stage-2 model size; each new pair trained with the main runs' recipe and scored
+            with the main CTF's tuned settings at that budget (not re-tuned per variant)
 """
 import argparse
 import concurrent.futures
@@ -42,7 +45,7 @@ from experiment import (ExperimentError, EXIT_USAGE, default_ctfgen, fmt_num, lo
                         read_json, resolve_program, shell_quote, tail_text, write_json_atomic)
 
 REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-PHASES = ["prep", "classifier", "floors", "train", "tune", "final", "noise"]
+PHASES = ["prep", "classifier", "floors", "train", "tune", "final", "noise", "ablations"]
 
 
 def log(msg):
@@ -72,6 +75,8 @@ PLAN_DEFAULTS = {
     "floors": {"sizes": [1000, 5000], "seed": 0},
     "noise": {"eval_seeds": [3000, 3001, 3002, 3003, 3004], "sizes": [1000, 5000]},
     "eval_batch": 64,
+    "ablations": {"step": 1600, "seeds": [0], "k_values": [32, 256, 512],
+                  "methods": ["balanced", "agglomerative", "random"], "aux_presets": ["tiny", "base"]},
 }
 
 
@@ -101,6 +106,13 @@ def load_plan(path):
     b = plan["budgets"]
     if not b or any(not isinstance(x, int) or x < 1 for x in b) or b != sorted(set(b)):
         raise ExperimentError("plan %s: 'budgets' must be increasing positive step counts" % path, EXIT_USAGE)
+    a = plan["ablations"]
+    if a["step"] not in b:
+        raise ExperimentError("plan %s: ablations.step %s must be one of the budgets %s (the main CTF's tuned "
+                              "settings at that step score the variants)" % (path, a["step"], b), EXIT_USAGE)
+    if not set(a["seeds"]) <= set(plan["seeds"]):
+        raise ExperimentError("plan %s: ablations.seeds %s must be among the seeds %s" % (
+            path, a["seeds"], plan["seeds"]), EXIT_USAGE)
     if plan["tune"]["seed"] not in plan["seeds"]:
         raise ExperimentError("plan %s: tune.seed %s is not one of the seeds" % (path, plan["tune"]["seed"]),
                               EXIT_USAGE)
@@ -174,8 +186,11 @@ class Engine:
         """A finished run of the same command in the work directory (experiment.py's done.json)."""
         done = read_json(os.path.join(self.work, u.name, "done.json"))
         if done and done.get("key") == u.key and "result" in done:
-            return {"name": u.name, "key": u.key, "argv": u.argv, "result": done["result"],
-                    "seconds": done.get("seconds"), "finished": done.get("finished"), "meta": u.meta}
+            rec = {"name": u.name, "key": u.key, "argv": u.argv, "result": slim(done["result"]),
+                   "seconds": done.get("seconds"), "finished": done.get("finished"), "meta": u.meta}
+            if u.phase == "train" and self.outputs_present(u):
+                rec["flops"] = done.get("flops") or training_flops(self.work, u)
+            return rec
         return None
 
     def _execute(self, u):
@@ -190,6 +205,11 @@ class Engine:
             ferr.flush()
             rc = subprocess.call(cmd, cwd=self.work, stdout=fout, stderr=ferr)
         secs = time.time() - t0
+        # wall time over every attempt (a stopped training resumes in a later attempt)
+        att_path = os.path.join(d, "attempts.json")
+        attempts = (read_json(att_path) or []) + [{"seconds": round(secs, 2), "exit": rc}]
+        write_json_atomic(att_path, attempts)
+        total = sum(a["seconds"] for a in attempts)
         if rc != 0:
             raise ExperimentError("%s failed (ctfgen exit %d after %.0f s):\n  %s\n%s" % (
                 u.name, rc, secs, " ".join(shell_quote(c) for c in cmd),
@@ -200,7 +220,8 @@ class Engine:
             result = json.loads(text)
         except json.JSONDecodeError:
             result = {"stdout": text.strip()[-2000:]}
-        rec = {"name": u.name, "key": u.key, "argv": u.argv, "result": slim(result), "seconds": round(secs, 2),
+        rec = {"name": u.name, "key": u.key, "argv": u.argv, "result": slim(result), "seconds": round(total, 2),
+               "attempts": len(attempts),
                "threads": self.threads, "finished": datetime.datetime.now().isoformat(timespec="seconds"),
                "meta": u.meta}
         if u.phase == "train":
@@ -275,10 +296,8 @@ class Study:
                                                                                        "tokens/test"],
                          deps=[self.vq], outputs=["tokens/test/codes.npy"])}
         name = "%s_k%d" % (cl["method"], cl["k"])
-        self.cl_file = "clusters/%s/clusters.safetensors" % name
-        self.cl = Unit("clusters/" + name, "prep", [
-            "cluster", "--vq", vq_file, "--k", cl["k"], "--method", cl["method"], "--seed", cl["seed"],
-            "--restarts", cl["restarts"], "--out", self.cl_file, "--json"], deps=[self.vq], outputs=[self.cl_file])
+        self.cl = self.cluster_unit(cl["method"], cl["k"])
+        self.cl_file = self.cl.outputs[0]
         c = plan["classifier"]
         self.clf_file = "classifier_v2/classifier.safetensors"
         self.clf = Unit("classifier_v2", "classifier", [
@@ -293,18 +312,74 @@ class Study:
                 steps = plan["budgets"] + (plan["baseline_extra_budgets"] if kind == "baseline" else [])
                 out = "train/%s_s%d" % ({"baseline": "baseline", "stage1": name + "_stage1",
                                          "aux": name + "_aux"}[kind], seed)
-                argv = (["train-aux"] if kind == "aux" else ["train-ar"]) + [
-                    "--tokens", "tokens/train", "--val-tokens", "tokens/test"] + (
-                    ["--clusters", self.cl_file] if kind != "baseline" else []) + [
-                    "--preset", m["preset"], "--batch", m["batch"], "--steps", steps[-1], "--lr", fmt_num(m["lr"]),
-                    "--warmup", m["warmup"], "--schedule", m["schedule"], "--log-every", m["log_every"],
-                    "--val-every", m["val_every"], "--checkpoint-every", m["checkpoint_every"], "--seed", seed,
-                    "--snapshot-steps", ",".join(str(s) for s in steps), "--out", out, "--json"]
-                self.train[(kind, seed)] = Unit(
-                    out, "train", argv, deps=[self.tok["train"], self.tok["test"]] + (
-                        [self.cl] if kind != "baseline" else []),
+                self.train[(kind, seed)] = self.train_unit(kind, seed, steps, out,
+                                                           None if kind == "baseline" else self.cl)
+
+    def cluster_unit(self, method, k):
+        cl = self.p["clusters"]
+        name = "%s_k%d" % (method, k)
+        path = "clusters/%s/clusters.safetensors" % name
+        return Unit("clusters/" + name, "prep", [
+            "cluster", "--vq", "tokenizer/vq.safetensors", "--k", k, "--method", method, "--seed", cl["seed"],
+            "--restarts", cl["restarts"], "--out", path, "--json"], deps=[self.vq], outputs=[path],
+            meta={"method": method, "k": k})
+
+    def train_unit(self, kind, seed, steps, out, cl_unit=None, preset=None):
+        """A training run with the plan's recipe and a snapshot at every step in `steps`."""
+        m = self.p["model"]
+        argv = (["train-aux"] if kind == "aux" else ["train-ar"]) + [
+            "--tokens", "tokens/train", "--val-tokens", "tokens/test"] + (
+            ["--clusters", cl_unit.outputs[0]] if cl_unit else []) + [
+            "--preset", preset or m["preset"], "--batch", m["batch"], "--steps", steps[-1], "--lr", fmt_num(m["lr"]),
+            "--warmup", m["warmup"], "--schedule", m["schedule"], "--log-every", m["log_every"],
+            "--val-every", m["val_every"], "--checkpoint-every", m["checkpoint_every"], "--seed", seed,
+            "--snapshot-steps", ",".join(str(s) for s in steps), "--out", out, "--json"]
+        return Unit(out, "train", argv, deps=[self.tok["train"], self.tok["test"]] + ([cl_unit] if cl_unit else []),
                     outputs=["%s/snapshots/step%d.safetensors" % (out, s) for s in steps],
                     meta={"kind": kind, "seed": seed, "batch": m["batch"], "snapshots": steps})
+
+    def ablation_units(self, best):
+        """(training units, evaluation units) of the ablations; best: the CTF settings at the step."""
+        a, fin = self.p["ablations"], self.p["final"]
+        step, cl = a["step"], self.p["clusters"]
+        variants = []  # (tag, stage-1 unit, aux unit, cluster unit)
+        for seed in a["seeds"]:
+            for k in a["k_values"]:
+                cu = self.cluster_unit(cl["method"], k)
+                variants.append(("k%d" % k, seed, cu))
+            for mth in a["methods"]:
+                cu = self.cluster_unit(mth, cl["k"])
+                variants.append((mth, seed, cu))
+        trains, evals = [], []
+        for tag, seed, cu in variants:
+            name = "%s_k%d" % (cu.meta["method"], cu.meta["k"])
+            s1 = self.train_unit("stage1", seed, [step], "train/ablation/%s_stage1_s%d" % (name, seed), cu)
+            ax = self.train_unit("aux", seed, [step], "train/ablation/%s_aux_s%d" % (name, seed), cu)
+            trains += [s1, ax]
+            evals.append(self.ctf_eval("ablation", s1, ax, cu, seed, step, best, fin["num_samples"],
+                                       fin["eval_seed"] + seed, {"variant": tag, "k": cu.meta["k"],
+                                                                 "method": cu.meta["method"]}))
+        for seed in a["seeds"]:
+            for preset in a["aux_presets"]:
+                ax = self.train_unit("aux", seed, [step], "train/ablation/aux_%s_s%d" % (preset, seed), self.cl,
+                                     preset=preset)
+                trains.append(ax)
+                evals.append(self.ctf_eval("ablation", self.train[("stage1", seed)], ax, self.cl, seed, step, best,
+                                           fin["num_samples"], fin["eval_seed"] + seed,
+                                           {"variant": "aux_" + preset, "aux_preset": preset}))
+        return trains, evals
+
+    def ctf_eval(self, phase, s1, ax, cu, seed, step, s, num, eval_seed, meta):
+        snap = "snapshots/step%d.safetensors" % step
+        name = "eval/%s/%s_s%d_step%d_n%d_e%d_%s" % (phase, meta["variant"], seed, step, num, eval_seed,
+                                                    settings_name(s, "ctf"))
+        argv = ["eval", "--tokenizer", "tokenizer/vq.safetensors", "--model", "%s/%s" % (s1.name, snap),
+                "--aux", "%s/%s" % (ax.name, snap), "--clusters", cu.outputs[0], "--code-counts", "tokens/train",
+                "--classifier", self.clf_file, "--num-samples", num, "--seed", eval_seed, "--dataset",
+                self.p["dataset"], "--split", "test", "--batch", self.p["eval_batch"], "--json"] + settings_args(s, "ctf")
+        m = {"kind": "ctf", "seed": seed, "step": step, "settings": s, "num_samples": num, "eval_seed": eval_seed}
+        m.update(meta)
+        return Unit(name, phase, argv, deps=[s1, ax, cu, self.tok["train"], self.vq, self.clf], meta=m)
 
     def budgets(self, kind):
         return self.p["budgets"] + (self.p["baseline_extra_budgets"] if kind == "baseline" else [])
@@ -324,8 +399,8 @@ class Study:
             deps = [t1, ta, self.cl, self.tok["train"]]
         name = "eval/%s/%s_s%d_step%d_n%d_e%d_%s" % (phase, kind, seed, step, num, eval_seed, settings_name(s, kind))
         argv = ["eval", "--tokenizer", "tokenizer/vq.safetensors"] + files + [
-            "--classifier", self.clf_file, "--num-samples", num, "--seed", eval_seed, "--split", "test",
-            "--batch", self.p["eval_batch"], "--json"] + settings_args(s, kind)
+            "--classifier", self.clf_file, "--num-samples", num, "--seed", eval_seed, "--dataset",
+            self.p["dataset"], "--split", "test", "--batch", self.p["eval_batch"], "--json"] + settings_args(s, kind)
         return Unit(name, phase, argv, deps=deps + [self.vq, self.clf],
                     meta={"kind": kind, "seed": seed, "step": step, "settings": s, "num_samples": num,
                           "eval_seed": eval_seed, "tag": tag})
@@ -413,7 +488,8 @@ def run(plan, args):
     os.makedirs(work, exist_ok=True)
     os.makedirs(store, exist_ok=True)
     lock = lock_work_dir(work)  # noqa: F841 (held until exit)
-    engine = Engine(plan, work, store, resolve_program(args.ctfgen or default_ctfgen()), args.threads)
+    engine = Engine(plan, work, store, resolve_program(args.ctfgen or default_ctfgen()),
+                    args.threads or plan["threads"])
     st = Study(plan)
     until = PHASES.index(args.until) if args.until else len(PHASES) - 1
     jobs = args.jobs
@@ -461,6 +537,11 @@ def run(plan, args):
         nz = plan["noise"]
         engine.run_all([st.eval_unit("noise", "ctf", tseed, step, best[("ctf", step)], n, e, tag="noise")
                         for n in nz["sizes"] for e in nz["eval_seeds"]], jobs)
+    if until >= 7:
+        astep = plan["ablations"]["step"]
+        trains, evals = st.ablation_units(best[("ctf", astep)])
+        engine.run_all(trains, jobs)
+        engine.run_all(evals, jobs)
     log("finished (%d unit(s) run here)" % engine.ran)
 
 
@@ -484,7 +565,7 @@ def main(argv=None):
     r.add_argument("plan")
     r.add_argument("--work")
     r.add_argument("--ctfgen")
-    r.add_argument("--threads", type=int, default=1, help="ctfgen --threads of each unit")
+    r.add_argument("--threads", type=int, help="ctfgen --threads of each unit (default: the plan's threads)")
     r.add_argument("--jobs", type=int, default=2, help="units run at once")
     r.add_argument("--until", choices=PHASES)
     s = sub.add_parser("status")

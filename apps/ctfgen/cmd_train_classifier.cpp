@@ -47,6 +47,7 @@ ctfgen::cli::Action setup_train_classifier(CLI::App& app) {
   app.add_option("--steps", o->train.trainer.steps, "Optimisation steps")
       ->check(CLI::Range(int64_t{1}, int64_t{100000000}))
       ->capture_default_str();
+  ctfgen::cli::add_allow_steps_change_flag(app, o->train.trainer);
   app.add_option("--batch", o->train.batch,
                  "Batch size per process (global batch: processes x this)")
       ->check(CLI::Range(int64_t{1}, int64_t{65536}))

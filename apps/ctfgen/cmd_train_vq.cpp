@@ -39,6 +39,7 @@ struct TrainVQOptions {
   int64_t eval_limit = 0;
   int64_t restart_every = -1;
   uint64_t seed = 0;
+  bool allow_steps_change = false;
   bool json = false;
 };
 
@@ -67,6 +68,9 @@ ctfgen::cli::Action setup_train_vq(CLI::App& app) {
   app.add_option("--steps", o->steps, "Optimisation steps")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
       ->capture_default_str();
+  app.add_flag("--allow-steps-change", o->allow_steps_change,
+               "Resume a run whose checkpoint has another --steps (the learning-rate schedule then "
+               "follows the new total)");
   app.add_option("--batch", o->batch, "Images per step")
       ->check(CLI::Range(int64_t{1}, int64_t{65536}))
       ->capture_default_str();
@@ -143,6 +147,7 @@ ctfgen::cli::Action setup_train_vq(CLI::App& app) {
     cfg.trainer.checkpoint_every = o->checkpoint_every;
     cfg.trainer.log_every = o->log_every;
     cfg.trainer.seed = o->seed;
+    cfg.trainer.allow_steps_change = o->allow_steps_change;
     cfg.batch_size = o->batch;
     cfg.recon_loss = o->recon_loss;
     cfg.hflip = o->hflip;

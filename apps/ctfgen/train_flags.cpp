@@ -24,8 +24,15 @@ void refuse_distributed(const std::string& command, const std::string& why) {
                      "world size of ", config.world_size);
 }
 
+void add_allow_steps_change_flag(CLI::App& app, train::TrainerConfig& t) {
+  app.add_flag("--allow-steps-change", t.allow_steps_change,
+               "Resume a run whose checkpoint has another --steps (the learning-rate schedule then "
+               "follows the new total; docs/architecture.md, resume)");
+}
+
 void add_training_flags(CLI::App& app, train::OptimConfig& o, train::TrainerConfig& t) {
   app.add_option("--steps", t.steps, "Total optimisation steps")->check(CLI::Range(int64_t{1}, int64_t{1} << 40))->capture_default_str();
+  add_allow_steps_change_flag(app, t);
   app.add_option("--lr", o.lr, "Peak learning rate")->check(CLI::Range(1e-9, 10.0))->capture_default_str();
   app.add_option("--optimizer", o.name, "adamw (decoupled weight decay) or adam (none)")
       ->check(CLI::IsMember({"adamw", "adam"}))->capture_default_str();

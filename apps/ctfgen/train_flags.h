@@ -14,6 +14,8 @@ namespace ctfgen::cli {
 /// --schedule --min-lr-ratio --checkpoint-every --log-every --max-nonfinite --seed bound to the
 /// given structs (their current values are the defaults shown in --help).
 void add_training_flags(CLI::App& app, train::OptimConfig& optim, train::TrainerConfig& trainer);
+/// --allow-steps-change (TrainerConfig::allow_steps_change), for commands with their own --steps.
+void add_allow_steps_change_flag(CLI::App& app, train::TrainerConfig& trainer);
 
 /// Joins the data-parallel group that the environment describes (RANK, WORLD_SIZE, MASTER_ADDR,
 /// ...; see train/distributed.h and docs/distributed.md). Ranks other than 0 log only warnings,

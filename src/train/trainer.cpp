@@ -8,6 +8,7 @@
 #include <csignal>
 #include <exception>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
@@ -137,6 +138,26 @@ bool Trainer::resume_if_present() {
   return here;
 }
 
+namespace {
+
+// "field: was X, now Y" for the first path where two JSON values differ (objects key by key).
+std::string first_json_difference(const nlohmann::json& was, const nlohmann::json& now,
+                                  const std::string& at) {
+  if (was.is_object() && now.is_object()) {
+    std::set<std::string> keys;
+    for (auto it = was.begin(); it != was.end(); ++it) keys.insert(it.key());
+    for (auto it = now.begin(); it != now.end(); ++it) keys.insert(it.key());
+    for (const auto& k : keys) {
+      const auto a = was.value(k, nlohmann::json()), b = now.value(k, nlohmann::json());
+      if (a != b) return first_json_difference(a, b, at.empty() ? k : at + "." + k);
+    }
+  }
+  return str_cat(at.empty() ? "the configuration" : at, " was ", was.is_null() ? "absent" : was.dump(),
+                 ", now ", now.is_null() ? "absent" : now.dump());
+}
+
+}  // namespace
+
 void Trainer::load_checkpoint(const std::string& path) {
   auto c = io::load_component(path, "train-" + kind_);
   const int64_t saved_world = c.meta.value("world_size", int64_t{1});
@@ -144,10 +165,29 @@ void Trainer::load_checkpoint(const std::string& path) {
                saved_world, " process(es), this run has ", dist_->world_size(),
                "; resume with the same world size (the global batch, the data order and the "
                "per-rank generator states depend on it) or use a new run directory");
-  CTFGEN_CHECK(c.config.contains("model") && c.config["model"] == model_config_, path,
-               ": the checkpoint was made with a different model configuration; use a new run "
-               "directory or the same settings (checkpoint: ",
-               c.config.value("model", nlohmann::json()).dump(), ")");
+  const auto saved = c.config.value("model", nlohmann::json());
+  if (saved != model_config_) {
+    const auto d = first_json_difference(saved, model_config_, "");
+    throw Error(str_cat(path, ": the checkpoint was made with other settings: ", d,
+                        "; resume with the same settings or use a new run directory"));
+  }
+  const auto trainer_saved = c.config.value("trainer", nlohmann::json::object());
+  if (trainer_saved.contains("seed"))
+    CTFGEN_CHECK(trainer_saved["seed"].get<uint64_t>() == config_.seed, path,
+                 ": the checkpoint was made with seed ", trainer_saved["seed"].dump(), ", this run has ",
+                 config_.seed, " (the data order and the random draws follow it); resume with --seed ",
+                 trainer_saved["seed"].dump(), " or use a new run directory");
+  if (trainer_saved.contains("steps")) {
+    const int64_t was = trainer_saved["steps"].get<int64_t>();
+    CTFGEN_CHECK(was == config_.steps || config_.allow_steps_change, path,
+                 ": the checkpoint belongs to a run of ", was, " steps, this one asks for ",
+                 config_.steps, "; the learning-rate schedule depends on the total, so pass "
+                 "--allow-steps-change to continue with the new length (a cosine schedule then "
+                 "jumps to the new curve at the resumed step), or use a new run directory");
+    if (was != config_.steps)
+      log::warn("resuming a ", was, "-step run as a ", config_.steps,
+                "-step run (--allow-steps-change): the learning-rate schedule follows the new total");
+  }
   for (auto& [name, m] : modules_) io::load_module_strict(*m, c.file, name + ".");
   for (auto& [name, o] : optimizers_) o->load_state(c.file, name + ".");
   RngState rs{c.file.get("rng.generator"), c.file.get(rank_rng_name(dist_->rank()))};

@@ -45,6 +45,11 @@ struct TrainerConfig {
   int64_t log_every = 50;          // steps between logged loss lines
   int max_nonfinite_in_a_row = 5;  // stop with an error after this many skipped steps in a row
   uint64_t seed = 0;
+  // A resume with another `steps` than the checkpoint's is refused unless this is set: the
+  // learning-rate schedule (warm-up, cosine) is a function of the total, so a cosine run then
+  // follows the new length's curve from the resumed step on (a jump in the rate); a constant
+  // schedule is unaffected. Not part of what a checkpoint must agree on.
+  bool allow_steps_change = false;
 
   nlohmann::json to_json() const;
   static TrainerConfig from_json(const nlohmann::json& j);
@@ -56,6 +61,7 @@ struct TrainerConfig {
     visit("log_every", self.log_every);
     visit("max_nonfinite_in_a_row", self.max_nonfinite_in_a_row);
     visit("seed", self.seed);
+    visit("allow_steps_change", self.allow_steps_change);
   }
   void validate() const;
 };

@@ -153,7 +153,12 @@ VQTrainResult train_vq(const VQTrainConfig& config, const at::Tensor& train_imag
   VQModel model(mc, config.trainer.seed);
   model->to(default_device());  // before the optimiser takes the parameters
   model->train();
-  train::Trainer trainer(config.trainer, out_dir, "vq", mc.to_json());
+  // What a resume must agree on: the model and every training setting except the step count,
+  // the seed (both checked by the trainer) and the outputs' cadence.
+  auto resume_key = config.to_json();
+  for (const char* k : {"trainer", "sample_every", "sample_count", "eval_batch", "eval_limit"})
+    resume_key.erase(k);
+  train::Trainer trainer(config.trainer, out_dir, "vq", resume_key);
   std::vector<std::pair<std::string, at::Tensor>> params;
   for (auto& p : model->named_parameters()) params.emplace_back(p.key(), p.value());
   train::AdamW opt(params, config.optim);

@@ -154,7 +154,6 @@ TEST(Classifier, EmbedWidensTheFeaturesAndShiftTrains) {
   eval::train_classifier(plain, xtr, ytr, xte, yte, cfg, d.path() + "/plain");
   EXPECT_FALSE(torch::equal(shifted->fc->weight, plain->fc->weight));
   cfg.shift = 2;  // resuming the finished shift-1 run with another shift is refused
-  cfg.trainer.steps = 70;
   eval::Classifier again(c);
   EXPECT_THROW(eval::train_classifier(again, xtr, ytr, xte, yte, cfg, d.path() + "/shift"), Error);
   cfg.shift = 17;

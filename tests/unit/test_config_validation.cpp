@@ -191,8 +191,11 @@ TEST(ConfigValidation, RecordedRunConfigsRoundTripEveryField) {
   g.restrict_to_cluster = true;
   g.batch_size = 3;
   auto gj = g.to_json();
-  EXPECT_EQ(gj.size(), 5u);
+  g.fine_decoder = "centroid";
+  gj = g.to_json();
+  EXPECT_EQ(gj.size(), 6u);
   EXPECT_EQ(gj.at("stage1").at("top_k"), 7);
+  EXPECT_EQ(gj.at("fine_decoder"), "centroid");
   EXPECT_EQ(pipeline::GenerateConfig::from_json(gj).to_json(), gj);
   EXPECT_EQ(pipeline::GenerateConfig::from_json({{"batch_size", 2}}).stage1.to_json(),
             pipeline::GenerateConfig().stage1.to_json());

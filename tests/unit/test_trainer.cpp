@@ -170,6 +170,45 @@ TEST(Trainer, RefusesCheckpointOfAnotherModel) {
   EXPECT_THROW(other.resume_if_present(), Error);
 }
 
+TEST(Trainer, RefusesChangedSettingsNamingTheField) {
+  TempDir d;
+  run_training(d.path(), 3, 0);
+  auto message = [&](train::TrainerConfig tc, const nlohmann::json& model) {
+    train::Trainer other(tc, d.path(), "test", model);
+    try {
+      other.resume_if_present();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(resumed)");
+  };
+  train::TrainerConfig tc;
+  tc.steps = 3;
+  tc.seed = 42;
+  // a changed setting is named with both values
+  auto m = message(tc, {{"width", 32}});
+  EXPECT_NE(m.find("width was 16, now 32"), std::string::npos) << m;
+  m = message(tc, {{"width", 16}, {"optim", {{"lr", 0.1}}}});
+  EXPECT_NE(m.find("optim was absent"), std::string::npos) << m;
+  // the seed drives the data order: refused
+  tc.seed = 43;
+  m = message(tc, {{"width", 16}});
+  EXPECT_NE(m.find("seed 42"), std::string::npos) << m;
+  tc.seed = 42;
+  // another step count reshapes the schedule: refused unless asked for
+  tc.steps = 5;
+  m = message(tc, {{"width", 16}});
+  EXPECT_NE(m.find("run of 3 steps"), std::string::npos) << m;
+  EXPECT_NE(m.find("--allow-steps-change"), std::string::npos) << m;
+  tc.allow_steps_change = true;
+  EXPECT_EQ(message(tc, {{"width", 16}}), "(resumed)");
+  tc.allow_steps_change = false;
+  tc.steps = 3;
+  tc.checkpoint_every = 7;  // cadence and logging may change freely
+  tc.log_every = 2;
+  EXPECT_EQ(message(tc, {{"width", 16}}), "(resumed)");
+}
+
 TEST(AdamW, MatchesLibtorchAdamW) {
   torch::manual_seed(0);
   auto w1 = torch::randn({5, 3}, torch::requires_grad());

@@ -90,11 +90,23 @@ TEST(VQTrain, ResumeContinuesToTheSameModel) {
   auto part = cfg;
   part.trainer.steps = 5;
   vq::train_vq(part, train, held, b.path());
+  // Another step count is refused unless asked for (the schedule depends on it; constant here).
+  EXPECT_THROW(vq::train_vq(cfg, train, held, b.path()), Error);
+  cfg.trainer.allow_steps_change = true;
   auto resumed = vq::train_vq(cfg, train, held, b.path());
   EXPECT_TRUE(resumed.resumed);
   EXPECT_EQ(resumed.steps, 12);
   auto ma = vq::load_vq(a.file("vq.safetensors")), mb = vq::load_vq(b.file("vq.safetensors"));
   EXPECT_EQ(vq::vq_tokenizer_hash(ma), vq::vq_tokenizer_hash(mb));
+  // A changed training setting (not only the model) is refused, naming it.
+  auto lr = cfg;
+  lr.optim.lr *= 2;
+  try {
+    vq::train_vq(lr, train, held, b.path());
+    ADD_FAILURE() << "a changed learning rate was accepted on resume";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("optim.lr was"), std::string::npos) << e.what();
+  }
 }
 
 TEST(VQTrain, DeadCodeRestartsRaiseUsage) {
