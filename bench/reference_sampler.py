@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch eager reference for `ctfgen bench`: the LlamaGen class-conditional GPT and its
-KV-cache sampler, written from the architecture description (llamagen.md sections 2 and 3), not
+KV-cache sampler, written from LlamaGen's architecture (gpt.py, generate.py), not
 from LlamaGen's code or from ctfgen's C++.
 
 It loads a ctfgen GPT component file (safetensors, parsed here with the standard library: 8-byte
@@ -289,7 +289,7 @@ def load_gpt(path):
 
 
 # ---------------------------------------------------------------------------------------------
-# sampling (llamagen.md section 3)
+# sampling (LlamaGen generate.py)
 
 def choose(logits, B, cfg_scale, temperature, top_k, argmax, gen):
     """logits [R, V] (R = 2B with guidance: conditional rows first) -> tokens [B]."""

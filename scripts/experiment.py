@@ -1001,7 +1001,7 @@ def fmt_int(v):
 def agreement_section(R, plan):
     k0, cfg0 = R.k0, R.cfg0
     ks = sorted(plan["clusters"]["k_values"])
-    L = ["Each row compares the *direction* of an effect in method.md (sections 3, 4 and 6; ImageNet 256, "
+    L = ["Each row compares the *direction* of an effect in the paper (arXiv 2503.16194, Tables 1-3; ImageNet 256, "
          "B-size models) with the runs here, paired by seed. With 3 seeds, \"3/3\" would also happen by "
          "chance one time in eight if there were no effect (one-sided sign test): read the verdicts as "
          "indications at this scale, not as tests of the paper. Differences are mean ± std over the paired "
@@ -1065,12 +1065,12 @@ def agreement_section(R, plan):
             per("is_mean", model="ctf", argmax=True), per("is_mean", model="ctf"), "is_mean", "lower",
             what="IS(argmax) − IS(sampled)")
     if "random" in plan["clusters"]["methods"]:
-        add("a random partition is worse than k-means (FID)", "stated qualitatively, no numbers (method.md 6.1)",
+        add("a random partition is worse than k-means (FID)", "stated qualitatively, no numbers (the paper's Sec. on clustering)",
             per("fid", model="ctf", clustering=clustering_name("random", k0)), per("fid", model="ctf"),
             "fid", "higher", what="FID(random) − FID(k-means)")
     if "agglomerative" in plan["clusters"]["methods"]:
         add("agglomerative merging beats k-means (FID; DCPE's claim, not CTF's)",
-            "DCPE: better FID and IS, numbers for CTF not available (method.md 9.3)",
+            "DCPE: better FID and IS, numbers for CTF not available (DCPE, arXiv 2508.10719)",
             per("fid", model="ctf", clustering=clustering_name("agglomerative", k0)), per("fid", model="ctf"),
             "fid", "lower", what="FID(agglomerative) − FID(k-means)")
     higher = [x for x in plan["eval"]["cfg_values"] if x > cfg0]

@@ -23,7 +23,7 @@ Phases, in order (each seed's training and final evaluations follow the tuning s
   final     per seed and budget: the tuned settings (and the stage-2-free decoders) on fresh
             sampling seeds with the final sample count
   noise     one fixed model, several sampling seeds: the metric's spread
-  ablations the paper's ablations at one budget (method.md section 6): K, the clustering method,
+  ablations the paper's ablations at one budget (arXiv 2503.16194, Table 3): K, the clustering method,
             the stage-2 model size; each new pair trained with the main runs' recipe and scored
             with the main CTF's tuned settings at that budget (not re-tuned per variant)
 """
@@ -34,6 +34,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def log(msg):
 
 PLAN_DEFAULTS = {
     "name": None, "dataset": "fashion-mnist", "description": "", "threads": 1,
-    "tokenizer": {"preset": "fmnist", "steps": 1000, "batch": 32, "lr": 0.002, "seed": 0},
+    "tokenizer": {"preset": "fmnist", "config": None, "steps": 1000, "batch": 32, "lr": 0.002, "seed": 0},
     "encode": {"train_limit": 20000},
     "clusters": {"k": 128, "method": "kmeans", "seed": 0, "restarts": 10},
     "classifier": {"steps": 6000, "batch": 128, "width": 24, "embed_dim": 256, "shift": 2, "seed": 0},
@@ -124,14 +125,18 @@ def load_plan(path):
 
 
 class Unit:
-    def __init__(self, name, phase, argv, deps=(), outputs=(), meta=None):
+    def __init__(self, name, phase, argv, deps=(), outputs=(), meta=None, files=None):
         self.name = name                      # path below the work directory and the store
         self.phase = phase
         self.argv = [str(a) for a in argv]
         self.deps = list(deps)                # Units whose outputs this one reads
         self.outputs = list(outputs)          # files this unit leaves for others
         self.meta = meta or {}
-        blob = json.dumps({"argv": self.argv, "deps": {d.name: d.key for d in self.deps}}, sort_keys=True)
+        self.files = files or {}              # {path in the work directory: JSON} written before it runs
+        key = {"argv": self.argv, "deps": {d.name: d.key for d in self.deps}}
+        if self.files:
+            key["files"] = self.files
+        blob = json.dumps(key, sort_keys=True)
         self.key = hashlib.sha256(blob.encode()).hexdigest()[:16]  # as experiment.py's units
 
 
@@ -196,6 +201,9 @@ class Engine:
     def _execute(self, u):
         d = os.path.join(self.work, u.name)
         os.makedirs(d, exist_ok=True)
+        for rel, content in u.files.items():
+            os.makedirs(os.path.dirname(os.path.join(self.work, rel)), exist_ok=True)
+            write_json_atomic(os.path.join(self.work, rel), content)
         cmd = [self.ctfgen, "--threads", str(self.threads), "-v", "1"] + u.argv
         log("run %s" % u.name)
         t0 = time.time()
@@ -226,6 +234,11 @@ class Engine:
                "meta": u.meta}
         if u.phase == "train":
             rec["flops"] = training_flops(self.work, u)
+        grid = os.path.join(d, "samples.png")
+        if "--out" in u.argv and u.argv[0] == "eval" and os.path.exists(grid):
+            os.makedirs(os.path.dirname(self.store_path(u)), exist_ok=True)
+            shutil.copyfile(grid, self.store_path(u)[:-5] + ".png")  # small: the first 100 samples
+            rec["grid"] = os.path.basename(u.name) + ".png"
         write_json_atomic(os.path.join(d, "done.json"), rec)
         self.ran += 1
         log("done %s in %.0f s" % (u.name, secs))
@@ -283,9 +296,13 @@ class Study:
         ds = ["--dataset", plan["dataset"]]
         t, cl, m = plan["tokenizer"], plan["clusters"], plan["model"]
         # prep: the same commands as experiment.py's plans, so their work directories are reused
-        self.vq = Unit("tokenizer", "prep", ["train-vq"] + ds + [
-            "--preset", t["preset"], "--steps", t["steps"], "--batch", t["batch"], "--lr", fmt_num(t["lr"]),
-            "--seed", t["seed"], "--out", "tokenizer", "--json"], outputs=["tokenizer/vq.safetensors"])
+        # a plan's own VQ config (tokenizer.config, fields of VQConfig) replaces the preset; it is
+        # written into the work directory and is part of the unit's key
+        arch = ["--config", "tokenizer_config.json"] if t.get("config") else ["--preset", t["preset"]]
+        self.vq = Unit("tokenizer", "prep", ["train-vq"] + ds + arch + [
+            "--steps", t["steps"], "--batch", t["batch"], "--lr", fmt_num(t["lr"]),
+            "--seed", t["seed"], "--out", "tokenizer", "--json"], outputs=["tokenizer/vq.safetensors"],
+            files={"tokenizer_config.json": t["config"]} if t.get("config") else None)
         vq_file = "tokenizer/vq.safetensors"
         lim = plan["encode"]["train_limit"]
         self.tok = {
@@ -401,6 +418,8 @@ class Study:
         argv = ["eval", "--tokenizer", "tokenizer/vq.safetensors"] + files + [
             "--classifier", self.clf_file, "--num-samples", num, "--seed", eval_seed, "--dataset",
             self.p["dataset"], "--split", "test", "--batch", self.p["eval_batch"], "--json"] + settings_args(s, kind)
+        if phase == "final" and seed == self.p["tune"]["seed"]:
+            argv += ["--out", name]  # its sample grid is kept in the store
         return Unit(name, phase, argv, deps=deps + [self.vq, self.clf],
                     meta={"kind": kind, "seed": seed, "step": step, "settings": s, "num_samples": num,
                           "eval_seed": eval_seed, "tag": tag})

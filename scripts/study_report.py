@@ -233,6 +233,29 @@ def write_report(plan, store_path, out):
         add("No final evaluation has finished yet.")
         add("")
 
+    # -- sample grids (kept in the store for the tuning seed's final evaluations)
+    rows = []
+    for step in budgets:
+        cells = []
+        for kind in ("baseline", "ctf"):
+            rs = [r for r in S.evals("final", kind=kind, step=step, seed=plan["tune"]["seed"])
+                  if r["meta"].get("tag") == "best" and r.get("grid")]
+            if rs:
+                path = os.path.join(store_path, os.path.dirname(rs[0]["name"]), rs[0]["grid"])
+                cells.append("![%s %d](%s)" % (kind, step, os.path.relpath(path, os.path.dirname(out) or ".")))
+            else:
+                cells.append("—")
+        if any(c != "—" for c in cells):
+            rows.append([step] + cells)
+    if rows:
+        add("### Samples")
+        add("")
+        add("The first 100 samples (10 per class, one class per column) of each model at its tuned settings, "
+            "training seed %d, fresh sampling seed." % plan["tune"]["seed"])
+        add("")
+        add(md_table(["steps", "baseline", "CTF"], rows))
+        add("")
+
     # -- stage 2
     add("## Stage 2: the learned decoder against stage-2-free ones")
     add("")

@@ -1,4 +1,4 @@
-// Precompiled header for libtorch-heavy translation units (toolchain.md section 4).
+// Precompiled header for libtorch-heavy translation units (docs/performance.md, "Build time").
 // Only used when CTFGEN_USE_PCH is ON; every file still includes what it needs itself.
 #pragma once
 #include <torch/torch.h>

@@ -1,6 +1,6 @@
-// `ctfgen redundancy`: the token-redundancy test (method.md section 8.3). Encode held-out
-// images, replace every token by a random member of its own cluster, decode, and compare with
-// the plain reconstruction and the original, for each cluster file plus a random partition
+// `ctfgen redundancy`: the token-redundancy test (CTF paper Fig. 1b; docs/clustering.md). Encode
+// held-out images, replace every token by a random member of its own cluster, decode, and compare
+// with the plain reconstruction and the original, for each cluster file plus a random partition
 // with the same cluster sizes.
 #include <torch/torch.h>
 

@@ -32,7 +32,7 @@ struct BenchConfig {
   std::string aux_preset = "same";     // stage-2 trunk preset; "same" = the stage-1 preset
                                        // (the paper used a GPT-L-size 343M aux for B, L and XL)
   double cfg_scale = 4.0;              // guidance of the AR loops (baseline and CTF stage 1)
-  double aux_cfg_scale = 1.0;          // stage-2 guidance; <= 1 = off (method.md 10.3 default)
+  double aux_cfg_scale = 1.0;          // stage-2 guidance; <= 1 = off (ctfgen's default)
   double temperature = 1.0;            // both stages
   int64_t top_k = 0;                   // both stages; 0 = off
   int repeats = 3;                     // interleaved repeats of every timed case (median taken)

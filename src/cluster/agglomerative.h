@@ -1,6 +1,6 @@
 // Exact average-linkage (UPGMA) agglomerative clustering, the centroid-free grouping of
-// DCPE/MASC (method.md 9.3-9.4): start from N singletons and repeatedly merge the two clusters
-// whose mean cross-pair Euclidean distance is smallest, until k clusters remain.
+// DCPE/MASC (arXiv 2508.10719, 2510.04220): start from N singletons and repeatedly merge the two
+// clusters whose mean cross-pair Euclidean distance is smallest, until k clusters remain.
 //
 // Implementation: a nearest-neighbour chain over a dense symmetric fp32 distance matrix
 // (N^2 floats: 1 GiB for N = 16384, nothing else of that order), updated after each merge with

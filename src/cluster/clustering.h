@@ -1,6 +1,6 @@
 // One entry point for every clustering method, used by `ctfgen cluster` and the tests:
 // reads the codebook of a VQ component file, normalises it, clusters it and returns the
-// canonical CoarseMap (method.md 10.1).
+// canonical CoarseMap (docs/clustering.md).
 #pragma once
 #include <ATen/core/Tensor.h>
 

@@ -18,7 +18,7 @@
 namespace ctfgen::cluster {
 
 struct KMeansConfig {
-  int64_t k = 512;                 // number of clusters (method.md 10.1: K = 512)
+  int64_t k = 512;                 // number of clusters (CTF paper Table 3a: K = 512)
   int64_t max_iter = 300;          // Lloyd iterations per restart (upper bound)
   int64_t restarts = 10;           // independent runs; the lowest objective is kept
   uint64_t seed = 0;               // seed of the one generator used by all restarts

@@ -1,7 +1,7 @@
-// The token-redundancy test (method.md 8.3): encode images, replace every token with a random
-// member of its own cluster, decode, and score the result against the original images and the
-// plain reconstruction. The VQ model and the image metrics come in as callbacks, so this
-// bookkeeping is testable without them.
+// The token-redundancy test (CTF paper Fig. 1b; docs/clustering.md): encode images, replace every
+// token with a random member of its own cluster, decode, and score the result against the
+// original images and the plain reconstruction. The VQ model and the image metrics come in as
+// callbacks, so this bookkeeping is testable without them.
 #pragma once
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>

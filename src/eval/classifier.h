@@ -1,6 +1,6 @@
 // A small CNN classifier for our datasets (Fashion-MNIST 28 px gray, emoji/sprites 32/64 px RGB).
 // It is the practical feature network for FID / precision / recall here, because no pretrained
-// Inception weights exist on this machine (toolchain.md 9.3): features() is the global average
+// Inception weights exist on this machine (docs/evaluation.md): features() is the global average
 // pool of the last conv stage (like Inception's pool3), forward() adds one linear layer.
 //
 // Architecture (w = width): stages of two [conv3x3 -> BatchNorm -> ReLU] with widths

@@ -1,4 +1,4 @@
-// Reconstruction metrics on uint8 images (the LlamaGen pixel convention, llamagen.md 1.7) and
+// Reconstruction metrics on uint8 images (LlamaGen's pixel convention: clamp(127.5 x + 128)) and
 // codebook statistics from index counts.
 #pragma once
 #include <ATen/core/Tensor.h>

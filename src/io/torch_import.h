@@ -5,7 +5,8 @@
 // See docs/llamagen_import.md.
 //
 // Never use torch::load / torch::pickle_load / torch::jit::load on files from elsewhere: they run
-// libtorch's full unpickler (reliability.md section 2.1); this module is the audited path.
+// libtorch's full unpickler (which has had memory-safety bugs, e.g. the heap overflow fixed in
+// PyTorch PR #103667); this module is the audited path.
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>

@@ -1,6 +1,7 @@
-// The CTF stage-2 auxiliary model (method.md section 10.3): input [class, coarse_0 .. coarse_{T-1}]
-// (T + 1 positions), bidirectional attention, the same 2D RoPE table as the GPT (class row zero),
-// final norm and an untied zero-initialised head over the V fine labels. The logits at image
+// The CTF stage-2 auxiliary model (the paper gives its size and one parallel step; the layout is
+// ctfgen's, docs/generators.md): input [class, coarse_0 .. coarse_{T-1}] (T + 1 positions),
+// bidirectional attention, the same 2D RoPE table as the GPT (class row zero), final norm and an
+// untied zero-initialised head over the V fine labels. The logits at image
 // position i (sequence position i + 1) predict fine token i: no shift. The class input has label
 // dropout in training, so stage-2 classifier-free guidance is possible with the null class.
 // Names: cls_embedding.embedding_table, tok_embeddings (K rows), layers.*, norm, output (V rows).

@@ -1,4 +1,4 @@
-// LlamaGen's class-conditional GPT (llamagen.md section 2): the CTF stage-1 coarse model
+// LlamaGen's class-conditional GPT (LlamaGen gpt.py: Transformer): the CTF stage-1 coarse model
 // (vocab_size = K) and the plain LlamaGen baseline (vocab_size = V). Sequence layout:
 // position 0 is the class token, position k + 1 is image token k; the logits at position p
 // predict image token p. Causal attention; 2D RoPE with an all-zero class row.

@@ -14,7 +14,7 @@ struct Preset {
   int64_t coarse, fine;                    // defaults for AuxConfig
 };
 
-// LlamaGen GPT_models (llamagen.md section 2.2) and small CPU sizes.
+// LlamaGen GPT_models (LlamaGen gpt.py) and small CPU sizes.
 const Preset kPresets[] = {
     {"GPT-B", 768, 12, 12, 256, 16384, 1000, 256, 512, 16384},
     {"GPT-L", 1024, 24, 16, 256, 16384, 1000, 256, 512, 16384},

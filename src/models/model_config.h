@@ -1,6 +1,6 @@
 // Configurations of the class-conditional transformers: the LlamaGen GPT (stage 1 and baseline)
 // and the CTF stage-2 auxiliary model. Field names and defaults follow LlamaGen's ModelArgs
-// (llamagen.md section 2.1). Presets: "GPT-B", "GPT-L", "GPT-XL", "GPT-XXL", "GPT-3B" (exact
+// (LlamaGen gpt.py: ModelArgs). Presets: "GPT-B", "GPT-L", "GPT-XL", "GPT-XXL", "GPT-3B" (exact
 // LlamaGen sizes) and the CPU sizes "tiny", "small", "base"; callers override vocab_size /
 // num_classes / block_size (and for the aux model coarse_vocab / fine_vocab) for their data.
 #pragma once

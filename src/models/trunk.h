@@ -1,5 +1,5 @@
 // The class-conditioned transformer shared by the GPT and the auxiliary model. Registered names
-// are LlamaGen's (llamagen.md section 2.8), in LlamaGen's order:
+// are LlamaGen's (LlamaGen gpt.py: Transformer), in LlamaGen's order:
 //   cls_embedding.embedding_table.weight [num_classes + 1, D]
 //   tok_embeddings.weight                [in_vocab, D]
 //   layers.{i}.attention.{wqkv,wo}.weight, layers.{i}.feed_forward.{w1,w3,w2}.weight,

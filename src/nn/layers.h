@@ -1,6 +1,7 @@
 // Llama-style transformer pieces with LlamaGen's exact semantics and registered names
-// (llamagen.md section 2.3): RMSNorm, SwiGLU FeedForward, LabelEmbedder, multi-head Attention with
-// an explicit boolean mask and a preallocated static KV cache, and the pre-norm TransformerBlock.
+// (LlamaGen autoregressive/models/gpt.py): RMSNorm, SwiGLU FeedForward, LabelEmbedder, multi-head
+// Attention with an explicit boolean mask and a preallocated static KV cache, and the pre-norm
+// TransformerBlock.
 // Shape letters: B batch, S sequence positions, D model width, H heads, hd = D / H head width.
 #pragma once
 #include <torch/nn/module.h>

@@ -1,4 +1,5 @@
-// LlamaGen's 2D rotary position embedding (llamagen.md section 2.6).
+// LlamaGen's 2D rotary position embedding (LlamaGen gpt.py: precompute_freqs_cis_2d,
+// apply_rotary_emb).
 //
 // Table layout: [cls_token_num + grid*grid, head_dim/2, 2] float32 holding (cos, sin).
 //   - Rows 0 .. cls_token_num-1 (class tokens) are all zero: cos = sin = 0, so the class token's

@@ -33,7 +33,7 @@ struct GeneratorTrainConfig {
   int64_t val_batches = 8;             // batches of the validation split per evaluation; 0 = none
   int64_t val_every = 0;               // steps between validation losses; 0 = only at the end
   double coarse_noise = 0.0;           // aux only: probability of replacing an input coarse label at random
-  std::string amp = "off";             // mixed-precision forward: "off", "bf16" (cpu/cuda), "fp16" (cuda)
+  std::string amp = "off";             // mixed-precision forward: "off", "bf16" (cpu/cuda); "fp16" refused
   // Steps after which the sampling weights are also written to
   // <run_dir>/snapshots/step<N>.safetensors (the same component as model.safetensors, meta
   // "steps" = N, with the validation loss then): one run gives a convergence curve. Increasing,

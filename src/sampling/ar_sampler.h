@@ -1,7 +1,8 @@
-// Stage-1 / baseline autoregressive sampling with a static KV cache (llamagen.md section 3.1).
-// With guidance (cfg_scale > 1) the conditional and unconditional sequences run as ONE batch of
-// 2B rows, conditional half first, unconditional half = the null class; the same sampled token is
-// fed to both halves. Runs under c10::InferenceMode with the model in eval mode (restored after).
+// Stage-1 / baseline autoregressive sampling with a static KV cache (LlamaGen generate.py:
+// generate). With guidance (cfg_scale > 1) the conditional and unconditional sequences run as ONE
+// batch of 2B rows, conditional half first, unconditional half = the null class; the same sampled
+// token is fed to both halves. Runs under c10::InferenceMode with the model in eval mode
+// (restored after).
 #pragma once
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>

@@ -1,6 +1,7 @@
-// Pure operations on logits (llamagen.md section 3.2). All take logits [N, V] (any leading
-// shape where noted) and return new tensors; -inf marks removed entries. Order used by the
-// samplers: cfg_mix on raw logits -> mask_to_members -> temperature -> top-k -> top-p -> sample.
+// Pure operations on logits (LlamaGen generate.py: sample, top_k_top_p_filtering). All take
+// logits [N, V] (any leading shape where noted) and return new tensors; -inf marks removed
+// entries. Order used by the samplers: cfg_mix on raw logits -> mask_to_members -> temperature
+// -> top-k -> top-p -> sample.
 #pragma once
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>

@@ -1,5 +1,5 @@
 // Sampling settings of one stage (stage-1 AR loop, stage-2 parallel pass, or the LlamaGen
-// baseline). Every knob has a documented "disabled" value (llamagen.md section 3.2):
+// baseline). Every knob has a documented "disabled" value (LlamaGen generate.py: sample):
 //   cfg_scale <= 1   guidance off (no unconditional half is computed)
 //   cfg_interval -1  guidance on every token
 //   temperature 1    unchanged logits (0 is floored to 1e-5, i.e. near-greedy)
@@ -42,9 +42,9 @@ struct SamplingConfig {
   }
   void validate() const;  // throws UsageError naming the field and value
 
-  /// CTF stage 1 (method.md 10.2): cfg 2.0, temperature 1.1, top-k off, top-p off.
+  /// CTF stage 1 (CTF paper Tables 3c, 3e): cfg 2.0, temperature 1.1, top-k off, top-p off.
   static SamplingConfig ctf_stage1();
-  /// CTF stage 2 (method.md 10.3): no guidance, temperature 1.1, top-k off, top-p off.
+  /// CTF stage 2 (CTF paper Tables 3d, 3f): no guidance, temperature 1.1, top-k off, top-p off.
   static SamplingConfig ctf_stage2();
   /// LlamaGen FID protocol: the given cfg scale (B/L 2.0, XL 1.75), temperature 1, no filters.
   static SamplingConfig llamagen_fid(double cfg_scale);

@@ -1,5 +1,6 @@
-// Building blocks of LlamaGen's VQ encoder and decoder (llamagen.md section 1.4), with LlamaGen's
-// registered names so that state dicts match key for key.
+// Building blocks of LlamaGen's VQ encoder and decoder (LlamaGen vq_model.py: ResnetBlock,
+// AttnBlock, Downsample, Upsample), with LlamaGen's registered names so that state dicts match
+// key for key.
 #pragma once
 #include <ATen/core/Generator.h>
 #include <torch/nn/module.h>

@@ -1,5 +1,6 @@
-// LlamaGen VQ decoder (llamagen.md section 1.3). Levels are registered in reversed order:
-// conv_blocks.0 is the lowest resolution (with attention), the last level has no upsample.
+// LlamaGen VQ decoder (LlamaGen tokenizer/tokenizer_image/vq_model.py: Decoder). Levels are
+// registered in reversed order: conv_blocks.0 is the lowest resolution (with attention), the last
+// level has no upsample.
 // Registered names: conv_in, mid.{0,1,2}, conv_blocks.{i}.res.{j}, conv_blocks.0.attn.{j},
 // conv_blocks.{i}.upsample.conv, norm_out, conv_out.
 #pragma once

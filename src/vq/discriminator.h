@@ -1,6 +1,7 @@
 // PatchGAN discriminator (pix2pix / taming NLayerDiscriminator, as LlamaGen's tokenizer training
-// uses it; llamagen.md section 1.10) and hinge losses. Keys: main.{0,2,3,5,6,8,9,11}.* for
-// 3 layers: conv(k4 s2) LeakyReLU, [conv(k4 s2, no bias) BatchNorm LeakyReLU] x (n_layers - 1),
+// uses it; LlamaGen discriminator_patchgan.py, vq_loss.py) and hinge losses.
+// Keys: main.{0,2,3,5,6,8,9,11}.* for 3 layers: conv(k4 s2) LeakyReLU,
+// [conv(k4 s2, no bias) BatchNorm LeakyReLU] x (n_layers - 1),
 // conv(k4 s1, no bias) BatchNorm LeakyReLU, conv(k4 s1) -> one logit per patch.
 #pragma once
 #include <ATen/core/Generator.h>

@@ -1,4 +1,4 @@
-// LlamaGen VQ encoder (llamagen.md section 1.2). Registered names:
+// LlamaGen VQ encoder (LlamaGen tokenizer/tokenizer_image/vq_model.py: Encoder). Registered names:
 //   conv_in, conv_blocks.{i}.res.{j}, conv_blocks.{i}.attn.{j} (last level only),
 //   conv_blocks.{i}.downsample.conv (all but the last level), mid.{0,1,2}, norm_out, conv_out.
 #pragma once

@@ -1,4 +1,5 @@
-// LlamaGen's VectorQuantizer (llamagen.md section 1.5) plus an optional dead-code restart.
+// LlamaGen's VectorQuantizer (LlamaGen vq_model.py: VectorQuantizer) plus an optional dead-code
+// restart.
 // Registered tensors: `codebook_used` (persistent float32 buffer [65536], a rolling window of the
 // most recent training indices) and `embedding.weight` [V, D].
 #pragma once

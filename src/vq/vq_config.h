@@ -1,6 +1,7 @@
-// Configuration of the LlamaGen-style VQ tokenizer (llamagen.md section 1). The presets "VQ-16"
-// and "VQ-8" reproduce LlamaGen's tokenizers exactly (names, shapes, parameter counts); the small
-// presets ("fmnist", "emoji32", "emoji64") are for the datasets ctfgen trains on a CPU.
+// Configuration of the LlamaGen-style VQ tokenizer (LlamaGen vq_model.py: ModelArgs, VQ_models).
+// The presets "VQ-16" and "VQ-8" reproduce LlamaGen's tokenizers exactly (names, shapes,
+// parameter counts); the small presets ("fmnist", "emoji32", "emoji64") are for the datasets
+// ctfgen trains on a CPU.
 #pragma once
 #include <cstdint>
 #include <nlohmann/json.hpp>

@@ -1,5 +1,5 @@
 // The LlamaGen VQ tokenizer: encoder -> quant_conv -> quantize -> post_quant_conv -> decoder
-// (llamagen.md section 1.6). Registered names equal LlamaGen's state-dict keys
+// (LlamaGen vq_model.py: VQModel). Registered names equal LlamaGen's state-dict keys
 // (encoder.*, decoder.*, quantize.codebook_used, quantize.embedding.weight, quant_conv.*,
 // post_quant_conv.*), so released LlamaGen weights load by name.
 //

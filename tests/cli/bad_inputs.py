@@ -299,7 +299,7 @@ CASES = [
                                       tensor=("quantize.embedding.weight", b"\x00\x00\xc0\x7f"))),
     Case("resume-config-mismatch", "run directory whose checkpoint has another VQ config",
          TRAIN_VQ + ["--config", "vq32.json", "--out", "run"], 1,
-         "run/checkpoint.safetensors: the checkpoint was made with a different model configuration",
+         "run/checkpoint.safetensors: the checkpoint was made with other settings: model.",
          setup=lambda: (shutil.copytree(os.path.join(FIXTURES, "vqrun"), "run"),
                         write("vq32.json", json.dumps(dict(TINY_VQ, codebook_size=32))))),
     Case("resume-truncated", "run directory whose checkpoint is cut short",

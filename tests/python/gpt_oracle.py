@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Independent PyTorch oracle for the ctfgen GPT / aux model, written from the architecture
-description in llamagen.md section 2 (not from the C++ code).
+description of LlamaGen's gpt.py (not from the C++ code).
 
 Usage: gpt_oracle.py IN.safetensors OUT.safetensors
 IN holds the model tensors under their LlamaGen names, "input.tokens" [B, T] int64,

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Reference forward passes of LlamaGen's VQ decoder and c2i GPT, written from the architecture
-description in ../shared/reference/llamagen.md (sections 1.3-1.5 and 2.3-2.6), in float64,
+description of LlamaGen's vq_model.py and gpt.py, in float64,
 straight from a checkpoint's state dict. It is the oracle for ctfgen's imported models.
 
   llamagen_reference.py vq-decode CKPT --grid G --batch B --out OUT.f32
@@ -33,7 +33,7 @@ def load_state_dict(path):
 
 
 # ---------------------------------------------------------------------------------------------
-# VQ decoder (llamagen.md 1.3 - 1.5)
+# VQ decoder (LlamaGen vq_model.py: Decoder)
 
 def group_norm(sd, p, x):
     return F.group_norm(x, 32, sd[p + ".weight"], sd[p + ".bias"], eps=1e-6)
@@ -100,7 +100,7 @@ def vq_decode(sd, idx):
 
 
 # ---------------------------------------------------------------------------------------------
-# c2i GPT (llamagen.md 2.3 - 2.6)
+# c2i GPT (LlamaGen gpt.py: Transformer)
 
 def rms_norm(x, w, eps=1e-5):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w

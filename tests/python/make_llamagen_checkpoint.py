@@ -2,7 +2,7 @@
 """Writes synthetic LlamaGen checkpoints (random weights, LlamaGen's exact tensor names, shapes,
 registration order and file layout) for ctfgen's import tests.
 
-The key layout follows ../shared/reference/llamagen.md (sections 1.8 and 2.8); it is written
+The key layout follows LlamaGen's released files (tests/data/llamagen_*_keys.tsv); it is written
 from that description, not from LlamaGen's code. "full" sizes reproduce VQ-16 (344 tensors) and
 GPT-B (88 tensors); "tiny" sizes keep the same naming with fewer channels / layers.
 

@@ -22,7 +22,7 @@ void randomise_output(Aux& m, uint64_t seed) {
 }  // namespace
 
 TEST(AuxConfig, CountsAndJson) {
-  // method.md 2.3: GPT-L body with a 512-row input table and a 16384-way head.
+  // The paper's stage-2 size (docs/generators.md): GPT-L body with a 512-row input table and a 16384-way head.
   EXPECT_EQ(AuxConfig::preset("GPT-L").num_params(), 326658048);
   EXPECT_EQ(AuxConfig::preset("GPT-B").num_params(), 98698752);
   EXPECT_EQ(AuxConfig::preset("GPT-XL").num_params(), 754383360);
