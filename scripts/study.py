@@ -141,8 +141,9 @@ class Unit:
 
 
 class Engine:
-    def __init__(self, plan, work, store, ctfgen, threads):
+    def __init__(self, plan, work, store, ctfgen, threads, slots=None):
         self.plan, self.work, self.store = plan, work, store
+        self.slots = slots or Slots(1, lambda u: 0)
         self.ctfgen, self.threads = ctfgen, threads
         self._locks, self._guard = {}, threading.Lock()
         self.ran = 0
@@ -205,13 +206,18 @@ class Engine:
             os.makedirs(os.path.dirname(os.path.join(self.work, rel)), exist_ok=True)
             write_json_atomic(os.path.join(self.work, rel), content)
         cmd = [self.ctfgen, "--threads", str(self.threads), "-v", "1"] + u.argv
-        log("run %s" % u.name)
         t0 = time.time()
         with open(os.path.join(d, "stdout.txt"), "w") as fout, open(os.path.join(d, "stderr.log"), "a") as ferr:
             ferr.write("### %s: %s\n" % (datetime.datetime.now().isoformat(timespec="seconds"),
                                          " ".join(shell_quote(c) for c in cmd)))
             ferr.flush()
-            rc = subprocess.call(cmd, cwd=self.work, stdout=fout, stderr=ferr)
+            self.slots.acquire(u)
+            log("run %s" % u.name)
+            t0 = time.time()
+            try:
+                rc = subprocess.call(cmd, cwd=self.work, stdout=fout, stderr=ferr)
+            finally:
+                self.slots.release()
         secs = time.time() - t0
         # wall time over every attempt (a stopped training resumes in a later attempt)
         att_path = os.path.join(d, "attempts.json")
@@ -244,10 +250,11 @@ class Engine:
         log("done %s in %.0f s" % (u.name, secs))
         return rec
 
-    def run_all(self, units, jobs):
-        if jobs <= 1 or len(units) <= 1:
+    def run_all(self, units):
+        """Every unit (in threads; the slots bound how many ctfgen processes run at once)."""
+        if len(units) <= 1:
             return [self.ensure(u) for u in units]
-        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        with concurrent.futures.ThreadPoolExecutor(len(units)) as pool:
             return list(pool.map(self.ensure, units))
 
 
@@ -472,7 +479,7 @@ def with_(s, **kw):
     return d
 
 
-def tune(study, engine, kind, step, jobs):
+def tune(study, engine, kind, step):
     """Coordinate search on the tuning seed's models: guidance (bracketed), then temperature x
     top-k, then (CTF) the stage-2 decoder. -> the best settings and every unit scored."""
     t = study.p["tune"]
@@ -480,7 +487,7 @@ def tune(study, engine, kind, step, jobs):
 
     def score(settings_list):
         units = [study.eval_unit("tune", kind, seed, step, s, num, es) for s in settings_list]
-        recs = engine.run_all(units, jobs)
+        recs = engine.run_all(units)
         return min(zip(recs, settings_list), key=lambda r: fid_of(r[0]))
 
     base = dict(DEFAULT_SETTINGS)
@@ -507,61 +514,120 @@ def run(plan, args):
     os.makedirs(work, exist_ok=True)
     os.makedirs(store, exist_ok=True)
     lock = lock_work_dir(work)  # noqa: F841 (held until exit)
-    engine = Engine(plan, work, store, resolve_program(args.ctfgen or default_ctfgen()),
-                    args.threads or plan["threads"])
-    st = Study(plan)
-    until = PHASES.index(args.until) if args.until else len(PHASES) - 1
-    jobs = args.jobs
-    engine.run_all([st.vq, st.tok["train"], st.tok["test"], st.cl], jobs)
-    if until < 1:
-        return
     tseed = plan["tune"]["seed"]
     seeds = [tseed] + [s for s in plan["seeds"] if s != tseed]
-    # the classifier trains beside the first seed's models (one core each)
-    first = [st.train[(k, tseed)] for k in ("baseline", "stage1", "aux")] if until >= 3 else []
-    engine.run_all([st.clf] + first, jobs)
-    if until < 2:
+    rank = {s: i for i, s in enumerate(seeds)}
+    # at most `jobs` ctfgen processes at once; the tuning seed's units go first, then seed by seed
+    engine = Engine(plan, work, store, resolve_program(args.ctfgen or default_ctfgen()),
+                    args.threads or plan["threads"], Slots(args.jobs, lambda u: rank.get(u.meta.get("seed"), -1)))
+    st = Study(plan)
+    until = PHASES.index(args.until) if args.until else len(PHASES) - 1
+    engine.run_all([st.vq, st.tok["train"], st.tok["test"], st.cl])
+    if until < 1:
         return
-    engine.run_all(st.floor_units(), jobs)
-    if until < 3:
-        return
-    best = {}
+    best, tuned = {}, {k: threading.Event() for k in ("ctf", "baseline")}
+    best_lock = threading.Lock()
     fin = plan["final"]
-    for seed in seeds:
-        engine.run_all([st.train[(k, seed)] for k in ("baseline", "stage1", "aux")], jobs)
+
+    def prep_line():
+        engine.ensure(st.clf)
+        if until >= 2:
+            engine.run_all(st.floor_units())
+
+    def kind_line(kind, seed):
+        """One model kind of one seed: training, (tuning seed) tuning, final evaluations, noise."""
+        if until < 3:
+            return
+        if seed != tseed:
+            # the other seeds' (long) training waits for this kind's tuning: a unit holds its
+            # slot to the end, so an early start would hold back the tuning seed's results
+            tuned[kind].wait()
+        engine.run_all([st.train[("baseline", seed)]] if kind == "baseline" else
+                       [st.train[("stage1", seed)], st.train[("aux", seed)]])
         if until < 4:
-            continue
+            return
         if seed == tseed:
-            for kind in ("ctf", "baseline"):
-                for step in st.budgets(kind):
-                    best[(kind, step)] = tune(st, engine, kind, step, jobs)
+            for step in st.budgets(kind):
+                b = tune(st, engine, kind, step)
+                with best_lock:
+                    best[(kind, step)] = b
                     write_json_atomic(os.path.join(store, "best_settings.json"),
                                       {"%s_step%d" % k: v for k, v in sorted(best.items())})
+            tuned[kind].set()
+        else:
+            tuned[kind].wait()
+            if (kind, st.budgets(kind)[-1]) not in best:
+                return  # the tuning line failed; its error is reported
         if until < 5:
-            continue
+            return
         units = []
-        for kind in ("ctf", "baseline"):
-            for step in st.budgets(kind):
-                b = best[(kind, step)]
-                units.append(st.eval_unit("final", kind, seed, step, b, fin["num_samples"], fin["eval_seed"] + seed,
-                                          tag="best"))
-                if kind == "ctf":
-                    units += [st.eval_unit("final", kind, seed, step, with_(b, fine=f), fin["num_samples"],
-                                           fin["eval_seed"] + seed, tag=f)
-                              for f in fin["free_decoders"] if b["fine"] != f]
-        engine.run_all(units, jobs)
-        if until < 6 or seed != tseed:
-            continue
-        step = plan["budgets"][-1]
-        nz = plan["noise"]
-        engine.run_all([st.eval_unit("noise", "ctf", tseed, step, best[("ctf", step)], n, e, tag="noise")
-                        for n in nz["sizes"] for e in nz["eval_seeds"]], jobs)
+        for step in st.budgets(kind):
+            b = best[(kind, step)]
+            units.append(st.eval_unit("final", kind, seed, step, b, fin["num_samples"], fin["eval_seed"] + seed,
+                                      tag="best"))
+            if kind == "ctf":
+                units += [st.eval_unit("final", kind, seed, step, with_(b, fine=f), fin["num_samples"],
+                                       fin["eval_seed"] + seed, tag=f)
+                          for f in fin["free_decoders"] if b["fine"] != f]
+        engine.run_all(units)
+        if until >= 6 and kind == "ctf" and seed == tseed:
+            step, nz = plan["budgets"][-1], plan["noise"]
+            engine.run_all([st.eval_unit("noise", "ctf", tseed, step, best[("ctf", step)], n, e, tag="noise")
+                            for n in nz["sizes"] for e in nz["eval_seeds"]])
+
+    def guarded(fn, *a):
+        def go():
+            try:
+                fn(*a)
+            except BaseException as e:  # reported after every line has stopped
+                errors.append(e)
+                for ev in tuned.values():
+                    ev.set()
+        return go
+
+    errors = []
+    lines = [threading.Thread(target=guarded(prep_line))]
+    lines += [threading.Thread(target=guarded(kind_line, k, s)) for s in seeds for k in ("ctf", "baseline")]
+    for t in lines:
+        t.start()
+    for t in lines:
+        t.join()
+    if errors:
+        raise errors[0]
     if until >= 7:
         astep = plan["ablations"]["step"]
         trains, evals = st.ablation_units(best[("ctf", astep)])
-        engine.run_all(trains, jobs)
-        engine.run_all(evals, jobs)
+        engine.run_all(trains)
+        engine.run_all(evals)
     log("finished (%d unit(s) run here)" % engine.ran)
+
+
+class Slots:
+    """At most n units at once; a free slot goes to the waiting unit of best priority."""
+
+    def __init__(self, n, priority):
+        self.n, self.priority = n, priority
+        self.cv = threading.Condition()
+        self.waiting = []
+        self.count = 0
+
+    def __enter__(self):
+        return self
+
+    def acquire(self, u):
+        with self.cv:
+            self.count += 1
+            me = (self.priority(u), self.count)
+            self.waiting.append(me)
+            while not (self.n > 0 and min(self.waiting) == me):
+                self.cv.wait()
+            self.waiting.remove(me)
+            self.n -= 1
+
+    def release(self):
+        with self.cv:
+            self.n += 1
+            self.cv.notify_all()
 
 
 def status(plan):

@@ -441,7 +441,7 @@ class FakeEngine:
     def __init__(self, fid):
         self.fid, self.asked = fid, []
 
-    def run_all(self, units, jobs):
+    def run_all(self, units):
         self.asked += [u.meta["settings"] for u in units]
         return [{"result": {"metrics": {"fid": self.fid(u.meta["settings"])}}} for u in units]
 
@@ -457,7 +457,7 @@ class TuneTest(unittest.TestCase):
         plan = dict(PLAN, tune=dict(PLAN["tune"], **tune_fields))
         st = study.Study(study.load_plan(write_json(os.path.join(self.tmp.name, "p.json"), plan)))
         eng = FakeEngine(fid)
-        return study.tune(st, eng, kind, 2, 1), eng
+        return study.tune(st, eng, kind, 2), eng
 
     def test_bottom_edge_extends_with_cfg_low(self):
         best, eng = self.tune("baseline", lambda s: (s["cfg"] - 3) ** 2 + abs(s["temperature"] - 1.0),

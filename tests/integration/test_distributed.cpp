@@ -64,7 +64,7 @@ std::vector<std::string> train_args(const std::string& tokens, const std::string
   return {"train-ar", "--tokens", tokens, "--out", out, "--preset", "tiny",
           "--batch", std::to_string(batch), "--steps", std::to_string(steps),
           "--checkpoint-every", "0", "--log-every", "1", "--lr", kLr, "--warmup", "0",
-          "--schedule", "constant", "--val-batches", "0", "--seed", "11",
+          "--schedule", "constant", "--val-batches", "0", "--seed", "11", "--allow-steps-change",
           "--model-override", "token_dropout_p=0", "--model-override", "resid_dropout_p=0",
           "--model-override", "ffn_dropout_p=0", "--model-override", "class_dropout_prob=0"};
 }
