@@ -70,6 +70,7 @@ if(_cuda_libs)
 endif()
 # The programs find the wheel's libraries (and those it loads beside it) without LD_LIBRARY_PATH.
 list(APPEND CMAKE_BUILD_RPATH "${_lib}")
+list(APPEND CMAKE_INSTALL_RPATH "${_lib}")  # and so does an installed ctfgen (cmake --install)
 set(TORCH_LIBRARIES ctfgen_torch)
 message(STATUS "libtorch ${CTFGEN_TORCH_VERSION} from ${CTFGEN_TORCH_ROOT} (CUDA ${CTFGEN_TORCH_CUDA}, "
   "C++11 ABI ${_ctfgen_torch_abi}, Gloo ${_ctfgen_torch_gloo} headers ${CTFGEN_GLOO_INCLUDE}, "
