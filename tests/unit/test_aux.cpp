@@ -113,7 +113,7 @@ TEST(AuxModel, LossIsCrossEntropyAgainstFineTokens) {
   EXPECT_LT(last, first - 0.3);
 }
 
-TEST(AuxModel, MatchesPythonOracleSlow) {
+TEST(AuxModel, MatchesPythonOracle) {
   if (!have_python_torch()) GTEST_SKIP() << "/usr/bin/python3 with torch not available";
   auto c = AuxConfig::preset("tiny");
   c.block_size = 9;

@@ -146,7 +146,7 @@ TEST(Datasets, FashionFromSyntheticIdxFiles) {
   }
 }
 
-TEST(Datasets, FashionMnistFromDebianPackageSlow) {
+TEST(Datasets, FashionMnistFromDebianPackage) {
   const std::string dir = data::default_dataset_path("fashion-mnist");
   if (!fs::exists(dir + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist not installed";
   data::DatasetConfig cfg;

@@ -119,7 +119,10 @@ TEST(Device, CliRejectsAnUnknownOrUnavailableDeviceWithExitCode2) {
   }
 }
 
-TEST(Device, GptLogitsAndSampledTokensMatchTheCpu) {
+TEST(DeviceParity, GptLogitsAndSampledTokensMatchTheCpu) {
+  if (test_device().is_cpu())
+    GTEST_SKIP() << "CTFGEN_TEST_DEVICE is the CPU: this test compares a device with the CPU "
+                    "(label cuda; scripts/gpu_check.sh runs it with CTFGEN_TEST_DEVICE=cuda)";
   auto cpu = tiny_gpt(3);
   auto dev = copy_to_test_device(cpu, models::GPT(models::GPTConfig::preset("tiny"), 99));
   const auto& c = cpu->config();
@@ -149,7 +152,10 @@ TEST(Device, GptLogitsAndSampledTokensMatchTheCpu) {
   }
 }
 
-TEST(Device, FineSamplerMatchesTheCpuWithAMemberMask) {
+TEST(DeviceParity, FineSamplerMatchesTheCpuWithAMemberMask) {
+  if (test_device().is_cpu())
+    GTEST_SKIP() << "CTFGEN_TEST_DEVICE is the CPU: this test compares a device with the CPU "
+                    "(label cuda; scripts/gpu_check.sh runs it with CTFGEN_TEST_DEVICE=cuda)";
   auto cpu = tiny_aux(5);
   auto dev = copy_to_test_device(cpu, models::Aux(models::AuxConfig::preset("tiny"), 98));
   const auto& c = cpu->config();
@@ -168,7 +174,10 @@ TEST(Device, FineSamplerMatchesTheCpuWithAMemberMask) {
   EXPECT_TRUE(torch::equal(coarse_of.index_select(0, b.cpu().flatten()).view_as(coarse), coarse));
 }
 
-TEST(Device, OneTrainingStepMatchesTheCpu) {
+TEST(DeviceParity, OneTrainingStepMatchesTheCpu) {
+  if (test_device().is_cpu())
+    GTEST_SKIP() << "CTFGEN_TEST_DEVICE is the CPU: this test compares a device with the CPU "
+                    "(label cuda; scripts/gpu_check.sh runs it with CTFGEN_TEST_DEVICE=cuda)";
   auto cpu = tiny_gpt(8);
   auto dev = copy_to_test_device(cpu, models::GPT(models::GPTConfig::preset("tiny"), 97));
   cpu->train();
@@ -198,7 +207,10 @@ TEST(Device, OneTrainingStepMatchesTheCpu) {
     EXPECT_TRUE(all_close(b[i].detach().cpu(), a[i].detach(), 1e-4, 1e-5)) << i;
 }
 
-TEST(Device, VqCodesAndDecodesMatchTheCpuAndComeBackOnTheCpu) {
+TEST(DeviceParity, VqCodesAndDecodesMatchTheCpuAndComeBackOnTheCpu) {
+  if (test_device().is_cpu())
+    GTEST_SKIP() << "CTFGEN_TEST_DEVICE is the CPU: this test compares a device with the CPU "
+                    "(label cuda; scripts/gpu_check.sh runs it with CTFGEN_TEST_DEVICE=cuda)";
   vq::VQModel cpu(tiny_vq_config(16, 1), 3);
   cpu->eval();
   vq::VQModel dev(tiny_vq_config(16, 1), 4);

@@ -87,7 +87,7 @@ TEST(GptConfig, FormulaEqualsModuleCountForSmallConfigs) {
 }
 
 // GPT-B built for real (443 MB fp32): names, order and shapes must equal LlamaGen's state dict.
-TEST(GptModel, GptBStateDictMatchesLlamaGenKeysInOrderSlow) {
+TEST(GptModel, GptBStateDictMatchesLlamaGenKeysInOrder) {
   std::ifstream f(source_dir() + "/tests/data/llamagen_gpt_b_keys.tsv");
   ASSERT_TRUE(f.good());
   std::vector<std::pair<std::string, std::string>> ref;
@@ -258,7 +258,7 @@ TEST(GptModel, SaveLoadRoundTripThroughComponentFile) {
 
 // PyTorch oracle: an independent Python implementation of the architecture description
 // (tests/python/gpt_oracle.py) computes logits for weights exported from C++.
-TEST(GptModel, MatchesPythonOracleSlow) {
+TEST(GptModel, MatchesPythonOracle) {
   if (!have_python_torch()) GTEST_SKIP() << "/usr/bin/python3 with torch not available";
   auto c = tiny_config();
   c.block_size = 9;  // 3 x 3 grid
