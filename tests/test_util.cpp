@@ -56,16 +56,27 @@ CliResult run_shell(const std::string& command) {
   return r;
 }
 
-std::string cli_command(const std::vector<std::string>& args, const std::string& env) {
-  std::string cmd = env + (env.empty() ? "" : " ") + quote(CTFGEN_BINARY) + " --threads 1";
+namespace {
+std::string command_of(const char* binary, const std::vector<std::string>& args, const std::string& env) {
+  std::string cmd = env + (env.empty() ? "" : " ") + quote(binary) + " --threads 1";
   // CTFGEN_TEST_DEVICE (tests/test_main.cpp) reaches every command the tests run.
   if (const char* dev = std::getenv("CTFGEN_TEST_DEVICE"); dev && *dev) cmd += " --device " + quote(dev);
   for (const auto& a : args) cmd += " " + quote(a);
   return cmd;
 }
 
+}  // namespace
+
+std::string cli_command(const std::vector<std::string>& args, const std::string& env) {
+  return command_of(CTFGEN_BINARY, args, env);
+}
+
 CliResult run_cli(const std::vector<std::string>& args, const std::string& env) {
   return run_shell(cli_command(args, env));
+}
+
+CliResult run_crashtest_cli(const std::vector<std::string>& args, const std::string& env) {
+  return run_shell(command_of(CTFGEN_CRASHTEST_BINARY, args, env));
 }
 
 bool have_python_torch() {

@@ -32,6 +32,9 @@ struct CliResult {
 /// Runs the built ctfgen binary with `args` (shell-quoted here) and captures its output.
 CliResult run_cli(const std::vector<std::string>& args, const std::string& env = "");
 
+/// The same with the test-only ctfgen_crashtest program (crash injection: tests/crash_main.cpp).
+CliResult run_crashtest_cli(const std::vector<std::string>& args, const std::string& env = "");
+
 /// The shell command run_cli runs (for composing several processes in one run_shell call).
 std::string cli_command(const std::vector<std::string>& args, const std::string& env = "");
 

@@ -26,6 +26,9 @@ struct Registrar {
   explicit Registrar(CommandSpec spec) { registry().push_back(std::move(spec)); }
 };
 
+/// The whole program: parses argv, runs the command, maps errors to exit codes.
+int run_main(int argc, char** argv);
+
 /// Prints a JSON value to stdout (results channel), pretty when asked.
 void print_json(const std::string& text);
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -57,17 +58,18 @@ nlohmann::json read_json(const std::string& path) {
   }
 }
 
+namespace {
+std::atomic<WriteObserver> write_observer{nullptr};
+}  // namespace
+
 void write_all(std::FILE* f, const void* data, size_t size, const std::string& path) {
   size_t done = size ? std::fwrite(data, 1, size, f) : 0;
   CTFGEN_CHECK(done == size, path, ": write failed after ", done, " of ", size, " bytes (",
                errno_text(), ")");
-  maybe_crash_for_test(static_cast<size_t>(std::ftell(f)));
+  if (WriteObserver observer = write_observer.load()) observer(static_cast<size_t>(std::ftell(f)));
 }
 
-void maybe_crash_for_test(size_t written) {
-  static const char* env = std::getenv("CTFGEN_TEST_CRASH_AFTER_BYTES");
-  if (env && written >= static_cast<size_t>(std::strtoull(env, nullptr, 10))) ::kill(::getpid(), SIGKILL);
-}
+void set_write_observer(WriteObserver observer) { write_observer.store(observer); }
 
 void atomic_write(const std::string& path, const std::function<void(std::FILE*)>& writer) {
   std::filesystem::path p(path);

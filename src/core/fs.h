@@ -34,8 +34,10 @@ bool same_file(const std::string& a, const std::string& b);
 std::string sha256_file(const std::string& path);
 std::string sha256_bytes(const void* data, size_t size);
 
-/// Test hook for crash-safety tests: when the environment variable CTFGEN_TEST_CRASH_AFTER_BYTES
-/// is set to N, atomic_write() kills the process with SIGKILL after writing N bytes.
-void maybe_crash_for_test(size_t written);
+/// Called by atomic_write() after each chunk with the bytes written so far to the temporary
+/// file; none by default. Only the test-only program tests/crash_main.cpp installs one (to kill
+/// itself mid-write); the shipped `ctfgen` never does, so no environment variable can reach it.
+using WriteObserver = void (*)(size_t written);
+void set_write_observer(WriteObserver observer);
 
 }  // namespace ctfgen::fs

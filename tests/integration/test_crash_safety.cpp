@@ -1,6 +1,6 @@
 // Crash safety of checkpoints: `ctfgen train-ar` is killed with SIGKILL in the middle of a
-// checkpoint write at many byte offsets (the CTFGEN_TEST_CRASH_AFTER_BYTES hook in
-// fs::atomic_write). The previous checkpoint must survive intact every time, and resuming from it
+// checkpoint write at many byte offsets (CTFGEN_TEST_CRASH_AFTER_BYTES, read only by the
+// test-only program tests/crash_main.cpp, which observes fs::atomic_write). The previous checkpoint must survive intact every time, and resuming from it
 // must finish with exactly the weights of an uninterrupted run.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -30,11 +30,13 @@ std::string make_tokens(const TempDir& dir) {
   return path;
 }
 
+// With `env` (the crash injection), the test-only ctfgen_crashtest program runs it.
 CliResult train(const std::string& tokens, const std::string& out, int steps, const std::string& env = "") {
-  return run_cli({"train-ar", "--tokens", tokens, "--out", out, "--preset", "tiny", "--batch", "8",
-                  "--steps", std::to_string(steps), "--checkpoint-every", "2", "--val-batches", "0",
-                  "--allow-steps-change"},  // runs of 2 steps resume to 6 (warm-up only: same rates)
-                 env);
+  const std::vector<std::string> args{
+      "train-ar", "--tokens", tokens, "--out", out, "--preset", "tiny", "--batch", "8",
+      "--steps", std::to_string(steps), "--checkpoint-every", "2", "--val-batches", "0",
+      "--allow-steps-change"};  // runs of 2 steps resume to 6 (warm-up only: same rates)
+  return env.empty() ? run_cli(args) : run_crashtest_cli(args, env);
 }
 
 int64_t checkpoint_step(const std::string& path) {
@@ -67,6 +69,13 @@ TEST(CrashSafety, KillDuringCheckpointWriteKeepsThePreviousOne) {
     EXPECT_EQ(fs::sha256_file(ckpt), good) << "checkpoint changed by a crash at byte " << at;
     EXPECT_EQ(checkpoint_step(ckpt), 2);
   }
+  // The shipped program has no crash injection: the same environment changes nothing there.
+  const TempDir plain;
+  const auto shipped = run_cli({"train-ar", "--tokens", tokens, "--out", plain.file("run"), "--preset",
+                                "tiny", "--batch", "8", "--steps", "2", "--val-batches", "0"},
+                               "CTFGEN_TEST_CRASH_AFTER_BYTES=0");
+  EXPECT_EQ(shipped.exit_code, 0) << shipped.err;
+  EXPECT_TRUE(fs::exists(plain.file("run/model.safetensors")));
   // Leftover temporary files never shadow the checkpoint; resuming finishes the run with the
   // uninterrupted run's weights.
   auto done = train(tokens, run, 6);

@@ -1,5 +1,7 @@
-// ctfgen: one program, many subcommands. main() owns process setup (BLAS kernels, threads,
+// ctfgen: one program, many subcommands. run_main() owns process setup (BLAS kernels, threads,
 // verbosity) and is the single place that catches errors: exit 0 ok, 1 error, 2 usage.
+// apps/main.cpp (the shipped program) only calls it; tests/crash_main.cpp (a test-only program)
+// installs the crash-injection write observer first.
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -20,7 +22,7 @@ std::vector<CommandSpec>& registry() {
 void print_json(const std::string& text) { std::cout << text << std::endl; }
 }  // namespace ctfgen::cli
 
-int main(int argc, char** argv) {
+int ctfgen::cli::run_main(int argc, char** argv) {
   using namespace ctfgen;
   runtime::prepare_process(argc, argv);
   CLI::App app{"ctfgen " CTFGEN_VERSION
