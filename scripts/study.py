@@ -516,6 +516,12 @@ def run(plan, args):
     lock = lock_work_dir(work)  # noqa: F841 (held until exit)
     tseed = plan["tune"]["seed"]
     seeds = [tseed] + [s for s in plan["seeds"] if s != tseed]
+    if args.seeds:  # a subset of the plan's seeds this time (the units and keys stay the plan's)
+        bad = set(args.seeds) - set(plan["seeds"])
+        if bad or tseed not in args.seeds:
+            raise ExperimentError("--seeds must be among the plan's seeds %s and include the tuning seed %d" % (
+                plan["seeds"], tseed), EXIT_USAGE)
+        seeds = [s for s in seeds if s in args.seeds]
     rank = {s: i for i, s in enumerate(seeds)}
     # at most `jobs` ctfgen processes at once; the tuning seed's units go first, then seed by seed
     engine = Engine(plan, work, store, resolve_program(args.ctfgen or default_ctfgen()),
@@ -653,6 +659,8 @@ def main(argv=None):
     r.add_argument("--threads", type=int, help="ctfgen --threads of each unit (default: the plan's threads)")
     r.add_argument("--jobs", type=int, default=2, help="units run at once")
     r.add_argument("--until", choices=PHASES)
+    r.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")],
+                   help="run only these of the plan's seeds this time (comma-separated; must include the tuning seed)")
     s = sub.add_parser("status")
     s.add_argument("plan")
     rep = sub.add_parser("report")

@@ -336,6 +336,15 @@ def write_report(plan, store_path, out):
     add(md_table(["part", "units", "CPU-thread hours (1 thread each)"],
                  [[k, v[0], "%.2f" % (v[1] / 3600)] for k, v in sorted(by_phase.items())]))
     add("")
+    tune_secs = sorted(r.get("seconds") or 0 for n, r in S.recs.items() if n.startswith("eval/tune/"))
+    if tune_secs:
+        med = tune_secs[len(tune_secs) // 2]
+        slow = sum(1 for x in tune_secs if x > 5 * med)
+        add("Wall times are per unit with one ctfgen thread, two units at a time on the 2-core development "
+            "machine; a 1,000-sample tuning evaluation takes %.0f s (median)%s." % (
+                med, "; %d early tuning records also count time spent waiting for a free slot (a runner "
+                     "version since fixed), so the tune row over-states" % slow if slow else ""))
+        add("")
     add("## Not measured yet")
     add("")
     missing = []
