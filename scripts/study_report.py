@@ -37,12 +37,15 @@ def mean_ci(vals):
     return m, t95(n - 1) * sd / math.sqrt(n), n
 
 
-def fmt_ci(vals, f="%.2f"):
+def fmt_ci(vals, f="%.2f", interval=False):
+    """'mean ± half-width (n=N)', or with interval=True 'mean [low, high] (n=N)'."""
     m, h, n = mean_ci(vals)
     if m is None:
         return "—"
     if h is None:
         return (f % m) + " (1 seed)"
+    if interval:
+        return "%s [%s, %s] (n=%d)" % (f % m, f % (m - h), f % (m + h), n)
     return "%s ± %s (n=%d)" % (f % m, f % h, n)
 
 
@@ -414,12 +417,8 @@ def matched_flops_diffs(S, plan, step):
 
 
 def ci_text(d, f="%+.2f"):
-    m, h, n = mean_ci(d)
-    if m is None:
-        return "—"
-    if h is None:
-        return (f % m) + " (1 seed)"
-    return "%s [%s, %s] (n=%d)" % (f % m, f % (m - h), f % (m + h), n)
+    """A paired difference with its 95 % interval."""
+    return fmt_ci(d, f, interval=True)
 
 
 def claim_rows(S, plan):

@@ -51,6 +51,17 @@ struct TinyWorld {
   at::Tensor x, y, xt, yt;
 };
 
+// 4 steps of the tiny preset, batch 16, one validation batch, no periodic checkpoints.
+pipeline::GeneratorTrainConfig tiny_train_config() {
+  pipeline::GeneratorTrainConfig g;
+  g.preset = "tiny";
+  g.batch_size = 16;
+  g.trainer.steps = 4;
+  g.trainer.checkpoint_every = 0;
+  g.val_batches = 1;
+  return g;
+}
+
 TinyWorld make_world(const TempDir& dir) {
   TinyWorld w;
   make_images(96, w.x, w.y, 1);
@@ -93,15 +104,9 @@ TEST(Pipeline, TinyEndToEndCtfAndBaseline) {
   auto& clusters = w.clusters;
   auto& xt = w.xt;
   auto& yt = w.yt;
-  struct { std::string model_path; } vr{w.vq_path};
   ASSERT_EQ(train.codes.size(1), 4);  // 8x8 images, 2x down-sampling
 
-  pipeline::GeneratorTrainConfig g;
-  g.preset = "tiny";
-  g.batch_size = 16;
-  g.trainer.steps = 4;
-  g.trainer.checkpoint_every = 0;
-  g.val_batches = 1;
+  auto g = tiny_train_config();
   g.stage = pipeline::GeneratorStage::Coarse;
   auto s1 = pipeline::train_generator(g, train, &test, &clusters, dir.file("stage1"));
   g.stage = pipeline::GeneratorStage::Aux;
@@ -116,7 +121,7 @@ TEST(Pipeline, TinyEndToEndCtfAndBaseline) {
   EXPECT_GT(s1.val_loss, 0);
   EXPECT_GT(s2.val_loss, 0);
 
-  auto ctf = pipeline::load_generator({vr.model_path, s1.model_path, s2.model_path,
+  auto ctf = pipeline::load_generator({w.vq_path, s1.model_path, s2.model_path,
                                        dir.file("clusters.safetensors"), ""});
   ASSERT_EQ(ctf.mode, "ctf");
   pipeline::GenerateConfig gc;
@@ -136,7 +141,7 @@ TEST(Pipeline, TinyEndToEndCtfAndBaseline) {
   auto r2 = pipeline::generate(ctf, labels, gc, rng2, false);
   EXPECT_TRUE(torch::equal(r.fine, r2.fine));
 
-  auto baseline = pipeline::load_generator({vr.model_path, base.model_path, "", "", ""});
+  auto baseline = pipeline::load_generator({w.vq_path, base.model_path, "", "", ""});
   ASSERT_EQ(baseline.mode, "baseline");
   auto rb = pipeline::generate(baseline, labels, gc, rng, false);
   EXPECT_EQ(rb.fine.sizes(), (std::vector<int64_t>{3, 4, 4}));
@@ -144,7 +149,7 @@ TEST(Pipeline, TinyEndToEndCtfAndBaseline) {
   EXPECT_LT(rb.fine.max().item<int64_t>(), 32);
 
   // Mismatched files are refused: a baseline model cannot serve as CTF stage 1.
-  EXPECT_THROW(pipeline::load_generator({vr.model_path, base.model_path, s2.model_path,
+  EXPECT_THROW(pipeline::load_generator({w.vq_path, base.model_path, s2.model_path,
                                          dir.file("clusters.safetensors"), ""}),
                Error);
 
@@ -191,7 +196,7 @@ TEST(Pipeline, TinyEndToEndCtfAndBaseline) {
   EXPECT_TRUE(torch::equal(er2.images, er.images));
 
   // The CLI prints the same numbers as JSON.
-  auto cli = run_cli({"eval", "--tokenizer", vr.model_path, "--model", s1.model_path, "--aux",
+  auto cli = run_cli({"eval", "--tokenizer", w.vq_path, "--model", s1.model_path, "--aux",
                       s2.model_path, "--clusters", dir.file("clusters.safetensors"), "--restrict",
                       "--classifier", dir.file("clf.safetensors"), "--num-samples", "12",
                       "--dataset", "imagefolder", "--data-path", dir.file("ref"), "--cache-dir",
@@ -202,7 +207,7 @@ TEST(Pipeline, TinyEndToEndCtfAndBaseline) {
   EXPECT_EQ(j["metrics"]["n_fake"], 12);
   EXPECT_TRUE(std::filesystem::exists(dir.file("eval/samples.png")));
   EXPECT_TRUE(std::filesystem::exists(dir.file("eval/eval.json")));
-  cli = run_cli({"eval", "--tokenizer", vr.model_path, "--model", s1.model_path, "--num-samples", "12"});
+  cli = run_cli({"eval", "--tokenizer", w.vq_path, "--model", s1.model_path, "--num-samples", "12"});
   EXPECT_EQ(cli.exit_code, 2);
   EXPECT_NE(cli.err.find("--classifier or --inception"), std::string::npos) << cli.err;
 }
@@ -213,12 +218,7 @@ TEST(Pipeline, SnapshotsAndStageTwoFreeDecoders) {
   data::save_token_dir(dir.file("tokens_train"), w.train);
 
   // Snapshots: the weights after steps 2 and 4 of a 4-step run; the last equals the final model.
-  pipeline::GeneratorTrainConfig g;
-  g.preset = "tiny";
-  g.batch_size = 16;
-  g.trainer.steps = 4;
-  g.trainer.checkpoint_every = 0;
-  g.val_batches = 1;
+  auto g = tiny_train_config();
   g.snapshot_steps = {2, 4};
   auto s1 = pipeline::train_generator(g, w.train, &w.test, &w.clusters, dir.file("stage1"));
   for (int64_t step : {2, 4}) {
