@@ -255,7 +255,11 @@ class Engine:
         if len(units) <= 1:
             return [self.ensure(u) for u in units]
         with concurrent.futures.ThreadPoolExecutor(len(units)) as pool:
-            return list(pool.map(self.ensure, units))
+            futures = []
+            for u in units:  # submitted in order: equal-priority units get slots in this order
+                futures.append(pool.submit(self.ensure, u))
+                time.sleep(0.01)
+            return [f.result() for f in futures]
 
 
 def slim(result):
@@ -566,15 +570,13 @@ def run(plan, args):
                 return  # the tuning line failed; its error is reported
         if until < 5:
             return
-        units = []
-        for step in st.budgets(kind):
-            b = best[(kind, step)]
-            units.append(st.eval_unit("final", kind, seed, step, b, fin["num_samples"], fin["eval_seed"] + seed,
-                                      tag="best"))
-            if kind == "ctf":
-                units += [st.eval_unit("final", kind, seed, step, with_(b, fine=f), fin["num_samples"],
-                                       fin["eval_seed"] + seed, tag=f)
-                          for f in fin["free_decoders"] if b["fine"] != f]
+        # every budget's tuned settings first (the curves), then the stage-2-free decoders
+        units = [st.eval_unit("final", kind, seed, step, best[(kind, step)], fin["num_samples"],
+                              fin["eval_seed"] + seed, tag="best") for step in st.budgets(kind)]
+        if kind == "ctf":
+            units += [st.eval_unit("final", kind, seed, step, with_(best[(kind, step)], fine=f), fin["num_samples"],
+                                   fin["eval_seed"] + seed, tag=f)
+                      for step in st.budgets(kind) for f in fin["free_decoders"] if best[(kind, step)]["fine"] != f]
         engine.run_all(units)
         if until >= 6 and kind == "ctf" and seed == tseed:
             step, nz = plan["budgets"][-1], plan["noise"]
