@@ -305,7 +305,7 @@ class Study:
     def __init__(self, plan):
         self.p = plan
         ds = ["--dataset", plan["dataset"]]
-        t, cl, m = plan["tokenizer"], plan["clusters"], plan["model"]
+        t, cl = plan["tokenizer"], plan["clusters"]
         # prep: the same commands as experiment.py's plans, so their work directories are reused
         # a plan's own VQ config (tokenizer.config, fields of VQConfig) replaces the preset; it is
         # written into the work directory and is part of the unit's key
@@ -618,9 +618,6 @@ class Slots:
         self.cv = threading.Condition()
         self.waiting = []
         self.count = 0
-
-    def __enter__(self):
-        return self
 
     def acquire(self, u):
         with self.cv:
