@@ -92,6 +92,15 @@ struct Pickle {
     put32(b, static_cast<uint32_t>(v));
     return *this;
   }
+  Pickle& f(double v) {  // BINFLOAT: big-endian IEEE double
+    uint64_t raw;
+    std::memcpy(&raw, &v, 8);
+    op('G');
+    for (int k = 7; k >= 0; --k) b.push_back(static_cast<uint8_t>(raw >> (8 * k)));
+    return *this;
+  }
+  // argparse.Namespace() as protocol 2 writes it: GLOBAL, EMPTY_TUPLE, NEWOBJ; BUILD follows.
+  Pickle& namespace_obj() { return global("argparse", "Namespace").op(')').op(0x81); }
   Pickle& ints(const std::vector<int32_t>& v) {
     op('(');
     for (int32_t x : v) i(x);
@@ -346,6 +355,85 @@ TEST(TorchImportPickle, Protocol4FramingAndShortOpcodes) {
   ASSERT_TRUE(v);
   EXPECT_EQ(v->kind, io::pickle::Kind::Int);
   EXPECT_EQ(v->i, -32768);
+}
+
+// ---- argparse.Namespace state (LlamaGen's saved training args) ----
+
+TEST(TorchImportPickle, NamespaceStateIsKeptAsDataAndMerged) {
+  // Namespace(image_size=384, gpt_model='GPT-B'), then a second BUILD as Python would apply it
+  // (__dict__.update): image_size=256, lr=0.5.
+  Pickle p;
+  p.namespace_obj();
+  p.op('}').op('(').str("image_size").i(384).str("gpt_model").str("GPT-B").op('u').op('b');
+  p.op('}').op('(').str("image_size").i(256).str("lr").f(0.5).op('u').op('b');
+  Bytes b = p.done();
+  auto doc = io::pickle::parse(b.data(), b.size(), "p");
+  const auto& ns = doc.at(doc.root);
+  EXPECT_EQ(ns.kind, io::pickle::Kind::Object);
+  EXPECT_EQ(ns.s, "argparse.Namespace");
+  EXPECT_EQ(ns.items.size(), 2u);  // the two state dicts, as data
+  auto fields = doc.namespace_fields(ns);
+  ASSERT_EQ(fields.size(), 3u);
+  EXPECT_EQ(fields[0].first, "image_size");
+  EXPECT_EQ(doc.at(fields[0].second).i, 256);  // the later BUILD wins, first position kept
+  EXPECT_EQ(fields[1].first, "gpt_model");
+  EXPECT_EQ(doc.at(fields[1].second).s, "GPT-B");
+  EXPECT_EQ(fields[2].first, "lr");
+  EXPECT_EQ(doc.at(fields[2].second).f, 0.5);
+  // The same through REDUCE (argparse.Namespace called with no arguments).
+  Pickle r;
+  r.global("argparse", "Namespace").op(')').op('R').op('}').str("k").i(1).op('s').op('b');
+  Bytes rb = r.done();
+  auto rdoc = io::pickle::parse(rb.data(), rb.size(), "p");
+  EXPECT_EQ(rdoc.namespace_fields(rdoc.at(rdoc.root)).size(), 1u);
+}
+
+TEST(TorchImportPickle, OtherObjectsAndNonDictStatesAreDropped) {
+  // Another class's dict state is dropped, as before.
+  Pickle other;
+  other.global("mymodule", "Config").op(')').op(0x81).op('}').str("k").i(1).op('s').op('b');
+  Bytes ob = other.done();
+  auto doc = io::pickle::parse(ob.data(), ob.size(), "p");
+  EXPECT_EQ(doc.at(doc.root).kind, io::pickle::Kind::Object);
+  EXPECT_TRUE(doc.at(doc.root).items.empty());
+  EXPECT_TRUE(doc.namespace_fields(doc.at(doc.root)).empty());
+  // A Namespace whose state is not a dict: a (state, slotstate) tuple, a list, an int.
+  Pickle ns;
+  ns.namespace_obj();
+  ns.op('}').str("k").i(1).op('s').op('N').op(0x86).op('b');  // ({'k': 1}, None)
+  ns.op(']').op('b').i(7).op('b');
+  Bytes nb = ns.done();
+  doc = io::pickle::parse(nb.data(), nb.size(), "p");
+  EXPECT_EQ(doc.at(doc.root).s, "argparse.Namespace");
+  EXPECT_TRUE(doc.at(doc.root).items.empty());
+  EXPECT_TRUE(doc.namespace_fields(doc.at(doc.root)).empty());
+  // A Global (not an instance) keeps nothing either.
+  Bytes gb = Pickle().global("argparse", "Namespace").op('}').str("k").i(1).op('s').op('b').done();
+  doc = io::pickle::parse(gb.data(), gb.size(), "p");
+  EXPECT_EQ(doc.at(doc.root).kind, io::pickle::Kind::Global);
+  EXPECT_TRUE(doc.namespace_fields(doc.at(doc.root)).empty());
+}
+
+TEST(TorchImportPickle, NamespaceStateCountsTowardsTheLimits) {
+  io::pickle::Limits small;
+  small.max_depth = 3;
+  // Namespace(a=(([],),)): the list is depth 0, the tuples 1 and 2, the dict 3, the object 4.
+  Pickle p;
+  p.namespace_obj().op('}').str("a").op(']').op(0x85).op(0x85).op('s').op('b');
+  Bytes b = p.done();
+  EXPECT_NE(error_of([&] { io::pickle::parse(b.data(), b.size(), "p", small); })
+                .find("nested deeper than 3"),
+            std::string::npos);
+  small.max_depth = 4;
+  EXPECT_NO_THROW(io::pickle::parse(b.data(), b.size(), "p", small));
+  // One dict BUILT into the same Namespace over and over: refused after 8 (Python writes one).
+  Pickle many;
+  many.namespace_obj().op('}').op('q').op(0).op('b');
+  for (int k = 0; k < 8; ++k) many.op('h').op(0).op('b');
+  Bytes mb = many.done();
+  EXPECT_NE(error_of([&] { io::pickle::parse(mb.data(), mb.size(), "p"); })
+                .find("more than 8 BUILD states for one argparse.Namespace"),
+            std::string::npos);
 }
 
 // ---- detection on in-memory state dicts ----
