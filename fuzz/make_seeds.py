@@ -85,18 +85,24 @@ def main():
 
 def torch_seeds():
     """fuzz_torch_import: first byte 0 = a .pt archive follows, 1 = a bare pickle follows."""
+    import argparse
     import pickle
     import torch
     sd = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "h": torch.ones(2, dtype=torch.float16),
           "b": torch.ones(3, dtype=torch.bfloat16), "i": torch.tensor([1, 2], dtype=torch.int64)}
     sd["view"] = sd["w"].t()  # a non-contiguous view sharing storage with "w"
-    for name, obj in [("state_dict", sd), ("nested", {"model": {"x": torch.zeros(1, 2)}, "steps": 5})]:
+    # LlamaGen's training-script layout: the args Namespace's BUILD state is read as data.
+    args = argparse.Namespace(image_size=384, gpt_model="GPT-B", betas=(0.9, 0.95), ema=False,
+                              vq_ckpt=None, grid=[[1]])
+    for name, obj in [("state_dict", sd), ("nested", {"model": {"x": torch.zeros(1, 2)}, "steps": 5}),
+                      ("args", {"model": {"x": torch.zeros(1, 2)}, "args": args, "steps": 5})]:
         buf = io.BytesIO()
         torch.save(obj, buf)
         put("torch_import", "pt_" + name, b"\x00" + buf.getvalue())
     for proto in (2, 4):
         put("torch_import", "pkl_p%d" % proto,
             b"\x01" + pickle.dumps({"a": [1, 2.5, "s", None, True], "b": (b"x", {3: 4})}, protocol=proto))
+    put("torch_import", "pkl_namespace", b"\x01" + pickle.dumps(args, protocol=2))
 
 
 if __name__ == "__main__":

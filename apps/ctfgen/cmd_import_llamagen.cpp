@@ -26,13 +26,15 @@ ctfgen::cli::Action setup_import(CLI::App& app) {
       ->check(CLI::IsMember({"auto", "vq", "gpt"}))
       ->capture_default_str();
   app.add_option("--image-size", opt->config.image_size,
-                 "GPT: image side in pixels for the block size (384 -> 24x24 tokens); "
-                 "0 = from a _256/_384 file name, else 256")
+                 "Image side in pixels (GPT: gives the block size, 384 -> 24x24 tokens); "
+                 "0 = the checkpoint's args.image_size, else (GPT) a _256/_384 file name, "
+                 "else 256. Given, it also settles a file name / args disagreement")
       ->check(CLI::Range(0, 8192))
       ->capture_default_str();
   app.add_option("--token-downsample", opt->config.token_downsample,
-                 "GPT: pixels per token side of the tokenizer it was trained with")
-      ->check(CLI::Range(1, 1024))
+                 "GPT: pixels per token side of the tokenizer it was trained with; "
+                 "0 = the checkpoint's args.downsample_size, else 16")
+      ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   app.add_option("--n-head", opt->config.n_head,
                  "GPT: attention heads; 0 = the preset's (dim / 64 when no preset matches)")
@@ -47,9 +49,16 @@ ctfgen::cli::Action setup_import(CLI::App& app) {
     auto imp = ctfgen::io::import_llamagen_to_component(opt->input, opt->out, opt->config);
     const auto& d = imp.detection;
     if (opt->json) {
-      nlohmann::json j = {{"input", opt->input}, {"out", opt->out},        {"kind", d.kind},
-                          {"preset", d.preset},  {"config", d.config},     {"notes", d.notes},
-                          {"entry", imp.raw_info.entry}, {"tensors", imp.tensors.size()}};
+      nlohmann::json j = {{"input", opt->input},
+                          {"out", opt->out},
+                          {"kind", d.kind},
+                          {"preset", d.preset},
+                          {"config", d.config},
+                          {"sources", d.sources},
+                          {"args", imp.raw_info.args},
+                          {"notes", d.notes},
+                          {"entry", imp.raw_info.entry},
+                          {"tensors", imp.tensors.size()}};
       ctfgen::cli::print_json(j.dump(2));
       return;
     }

@@ -8,6 +8,12 @@
 
 namespace ctfgen::io::pickle {
 
+namespace {
+// The one opaque class whose BUILD state is kept (as data): LlamaGen's saved training "args".
+const char* const kNamespaceName = "argparse.Namespace";
+constexpr size_t kMaxNamespaceStates = 8;  // kept BUILD states per Namespace
+}  // namespace
+
 const char* kind_name(Kind k) {
   switch (k) {
     case Kind::None: return "None";
@@ -47,6 +53,24 @@ const Value* Document::dict_get(const Value& dict, const std::string& key) const
     if (k.kind == Kind::Str && k.s == key) found = &values[dict.items[i + 1]];
   }
   return found;
+}
+
+std::vector<std::pair<std::string, Ref>> Document::namespace_fields(const Value& ns) const {
+  std::vector<std::pair<std::string, Ref>> out;
+  if (ns.kind != Kind::Object || ns.s != kNamespaceName) return out;
+  std::unordered_map<std::string, size_t> index;
+  for (Ref state : ns.items) {
+    const Value& d = values.at(state);
+    if (d.kind != Kind::Dict) continue;
+    for (size_t i = 0; i + 1 < d.items.size(); i += 2) {
+      const Value& k = values.at(d.items[i]);
+      if (k.kind != Kind::Str) continue;
+      auto [it, fresh] = index.emplace(k.s, out.size());
+      if (fresh) out.emplace_back(k.s, d.items[i + 1]);
+      else out[it->second].second = d.items[i + 1];
+    }
+  }
+  return out;
 }
 
 std::string Document::describe(Ref r) const {
@@ -603,10 +627,22 @@ class Parser {
         push(make_opaque(val(cls).kind == Kind::Global ? val(cls).s : "instance of " + doc_.describe(cls)));
         break;
       }
-      case 'b':
-        pop();  // state: never applied (no attribute of anything is ever set)
-        top();
+      case 'b': {
+        // The state is never applied: no attribute of anything is ever set. An
+        // argparse.Namespace keeps a Dict state as inert data (see the header); every other
+        // state is dropped.
+        Ref state = pop();
+        Ref target = top();
+        if (val(target).kind == Kind::Object && val(target).s == kNamespaceName &&
+            val(state).kind == Kind::Dict) {
+          // Python writes one BUILD per object; a cap keeps namespace_fields linear when a
+          // crafted file BUILDs the same large dict over and over.
+          if (val(target).items.size() >= kMaxNamespaceStates)
+            fail("more than ", kMaxNamespaceStates, " BUILD states for one ", kNamespaceName);
+          add_child(target, state);
+        }
         break;
+      }
       default: {
         const char* name = opcode_name(op_);
         if (name)

@@ -6,9 +6,15 @@
 //   _rebuild_parameter, _rebuild_parameter_with_state over ('storage', torch.<T>Storage, key,
 //   location, numel) persistent ids) and their storages.
 // Every other GLOBAL / REDUCE / NEWOBJ / BUILD result (argparse.Namespace, numpy scalars,
-// os.system(...)) becomes an opaque Object that records the name it claimed and nothing else:
-// it is never resolved, its arguments and state are dropped. Protocol-0/1 object opcodes
-// (INST, OBJ), extension registry codes (EXT*) and out-of-band buffers are refused.
+// os.system(...)) becomes an opaque Object that records the name it claimed: it is never
+// resolved and its arguments are dropped. Its BUILD state is dropped too, with one exception:
+// an Object claiming the name argparse.Namespace (what LlamaGen's training scripts save as
+// "args") keeps each BUILD state that is a Dict as a child, as inert data: nothing is set,
+// called or resolved, and the state is subject to the same nesting and value limits as any
+// container (Document::namespace_fields reads it); more than 8 such states on one object is an
+// error (Python writes one). State that is not a Dict, and the state of
+// every other Object, is dropped. Protocol-0/1 object opcodes (INST, OBJ), extension registry
+// codes (EXT*) and out-of-band buffers are refused.
 //
 // Values live in an arena and refer to each other by index, so cyclic pickles cannot leak or
 // recurse. Limits (stack, memo, marks, nesting, value count) bound memory and time; every
@@ -19,6 +25,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ctfgen::io::pickle {
@@ -48,7 +55,8 @@ struct Value {
   int64_t i = 0;
   double f = 0;
   std::string s;           // Str/Bytes contents; Global/Object: "module.name"; Storage: key
-  std::vector<Ref> items;  // Tuple/List elements; Dict: key0, value0, key1, value1, ...
+  std::vector<Ref> items;  // Tuple/List elements; Dict: key0, value0, key1, value1, ...;
+                           // Object argparse.Namespace: its Dict BUILD states, in order
   int depth = 0;           // container nesting depth (0 for scalars)
   // Storage
   c10::ScalarType dtype = c10::ScalarType::Undefined;
@@ -80,6 +88,11 @@ struct Document {
   /// For a Dict: the value stored under string key `key` (the last one, as Python keeps), or
   /// nullptr when absent or `dict` is not a Dict.
   const Value* dict_get(const Value& dict, const std::string& key) const;
+  /// For an Object named argparse.Namespace: its fields (str keys of its kept BUILD states,
+  /// merged in order as Python's BUILD updates __dict__: a later value replaces an earlier one
+  /// and keeps the first position), as (name, value) pairs; non-str keys are skipped. Empty for
+  /// any other value.
+  std::vector<std::pair<std::string, Ref>> namespace_fields(const Value& ns) const;
   /// A short description for error messages: "dict", "tensor [3, 4] Float", "object argparse.Namespace".
   std::string describe(Ref r) const;
 };

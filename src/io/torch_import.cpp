@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -40,6 +41,98 @@ void refuse_non_zip(const uint8_t* head, size_t n, const std::string& source) {
   if (n >= 9 && head[8] == '{')
     throw Error(str_cat(source, ": this is a safetensors file, not a PyTorch .pt checkpoint"));
   throw Error(str_cat(source, ": not a PyTorch zip checkpoint (no ZIP signature)"));
+}
+
+// ---- the checkpoint's saved training arguments (an argparse.Namespace under "args") ----
+
+constexpr size_t kMaxArgsFields = 1000;  // fields kept; the rest are noted as left out
+constexpr size_t kMaxArgsList = 256;     // items of a list / tuple field
+constexpr size_t kMaxArgsStr = 4096;     // bytes of a str field
+
+// Whether nlohmann::json can dump `s` (valid UTF-8 as its strict dump checks it), so that the
+// meta and --json output never fail on text from the file.
+bool valid_utf8(const std::string& s) {
+  try {
+    (void)nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
+    return true;
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+}
+
+// Text from the file for a note: bytes outside printable ASCII become '?', at most 80 of them.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < 80; ++i)
+    out += (s[i] >= 0x20 && s[i] < 0x7F) ? s[i] : '?';
+  return s.size() > 80 ? out + "..." : out;
+}
+
+// One plain value (None, bool, int, float, str) as JSON; false with `why` for anything else.
+bool scalar_json(const pickle::Document& doc, pickle::Ref r, nlohmann::json& out, std::string& why) {
+  const pickle::Value& v = doc.at(r);
+  switch (v.kind) {
+    case Kind::None: out = nullptr; return true;
+    case Kind::Bool: out = v.b; return true;
+    case Kind::Int: out = v.i; return true;
+    case Kind::Float: out = v.f; return true;
+    case Kind::Str:
+      if (v.s.size() > kMaxArgsStr) why = str_cat("str of ", v.s.size(), " bytes");
+      else if (!valid_utf8(v.s)) why = "str that is not valid UTF-8";
+      else out = v.s;
+      return why.empty();
+    default: why = printable(doc.describe(r)); return false;
+  }
+}
+
+// A plain value, or a list / tuple of plain values, as JSON.
+bool plain_json(const pickle::Document& doc, pickle::Ref r, nlohmann::json& out, std::string& why) {
+  const pickle::Value& v = doc.at(r);
+  if (v.kind != Kind::List && v.kind != Kind::Tuple) return scalar_json(doc, r, out, why);
+  if (v.items.size() > kMaxArgsList) {
+    why = str_cat(kind_name(v.kind), " of ", v.items.size(), " items (more than ", kMaxArgsList, ")");
+    return false;
+  }
+  out = nlohmann::json::array();
+  for (pickle::Ref item : v.items) {
+    nlohmann::json j;
+    std::string item_why;
+    if (!scalar_json(doc, item, j, item_why)) {
+      why = str_cat(kind_name(v.kind), " holding a ", item_why);
+      return false;
+    }
+    out.push_back(std::move(j));
+  }
+  return true;
+}
+
+// Reads the top-level "args" entry into out.args / out.args_notes. Nothing in it is executed:
+// the Namespace's fields are the BUILD state the restricted reader kept as data.
+void read_args(const pickle::Document& doc, const pickle::Value& root, TorchStateDict& out) {
+  const pickle::Value* a = doc.dict_get(root, "args");
+  if (!a) return;
+  if (a->kind != Kind::Object || a->s != "argparse.Namespace") {
+    out.args_notes.push_back(str_cat("top-level 'args' is a ", kind_name(a->kind),
+                                     a->kind == Kind::Object ? " " + printable(a->s) : "",
+                                     ", not an argparse.Namespace: not read"));
+    return;
+  }
+  out.args = nlohmann::json::object();
+  for (const auto& [name, ref] : doc.namespace_fields(*a)) {
+    if (name.empty() || name.size() > 256 || !valid_utf8(name)) {
+      out.args_notes.push_back(str_cat("'", printable(name), "' (not a plain field name)"));
+      continue;
+    }
+    if (out.args.size() >= kMaxArgsFields) {
+      out.args_notes.push_back(str_cat("fields after the first ", kMaxArgsFields, " (from '",
+                                       printable(name), "' on)"));
+      break;
+    }
+    nlohmann::json j;
+    std::string why;
+    if (plain_json(doc, ref, j, why)) out.args[name] = std::move(j);
+    else out.args_notes.push_back(str_cat(printable(name), " (", why, ")"));
+  }
 }
 
 class Materializer {
@@ -141,6 +234,7 @@ TorchStateDict read_from_zip(const ZipReader& zip, const TorchReadOptions& optio
           out.top_level_keys.end())
         out.top_level_keys.push_back(k);
     }
+  read_args(doc, root, out);
   const pickle::Value* sd = &root;
   for (const auto& name : options.entry_order) {
     const pickle::Value* v = doc.dict_get(root, name);
@@ -223,9 +317,11 @@ void LlamaGenImportOptions::validate() const {
                      "import: kind must be auto, vq or gpt, got '", kind, "'");
   CTFGEN_CHECK_USAGE(image_size == 0 || (image_size >= 16 && image_size <= 8192),
                      "import: image_size must be 0 (infer) or in [16, 8192], got ", image_size);
-  CTFGEN_CHECK_USAGE(token_downsample >= 1 && token_downsample <= 1024,
-                     "import: token_downsample must be in [1, 1024], got ", token_downsample);
-  CTFGEN_CHECK_USAGE(image_size == 0 || image_size % token_downsample == 0,
+  CTFGEN_CHECK_USAGE(token_downsample >= 0 && token_downsample <= 1024,
+                     "import: token_downsample must be 0 (infer) or in [1, 1024], got ",
+                     token_downsample);
+  // With either one inferred, detection checks the pair once both are known.
+  CTFGEN_CHECK_USAGE(image_size == 0 || token_downsample == 0 || image_size % token_downsample == 0,
                      "import: image_size ", image_size, " is not a multiple of token_downsample ",
                      token_downsample);
   CTFGEN_CHECK_USAGE(n_head >= 0 && n_head <= 4096, "import: n_head must be in [0, 4096], got ",
@@ -336,7 +432,64 @@ void check_conv(TensorTable& t, const std::string& p, int64_t c_out, int64_t c_i
   t.expect(p + ".bias", {c_out});
 }
 
-LlamaGenDetection detect_vq(TensorTable& t, const LlamaGenImportOptions& options) {
+// The checkpoint's saved training arguments as detection reads them (TorchStateDict::args).
+class SavedArgs {
+ public:
+  SavedArgs(const nlohmann::json& j, std::string file) : j_(j), file_(std::move(file)) {}
+  // An integer field; nullopt when absent or None. Error for another type.
+  std::optional<int64_t> integer(const char* name) const {
+    const nlohmann::json* v = find(name);
+    if (!v) return std::nullopt;
+    CTFGEN_CHECK(v->is_number_integer(), file_, ": args.", name, " is ", printable(v->dump()),
+                 ", expected an integer");
+    return v->get<int64_t>();
+  }
+  // A str field; nullopt when absent or None. Error for another type.
+  std::optional<std::string> text(const char* name) const {
+    const nlohmann::json* v = find(name);
+    if (!v) return std::nullopt;
+    CTFGEN_CHECK(v->is_string(), file_, ": args.", name, " is ", printable(v->dump()),
+                 ", expected a str");
+    return v->get<std::string>();
+  }
+  // args.<name>, when present, must equal what the weights say (`weights`: the tensor that says
+  // it). Agreements are listed in `agreed` for a note.
+  void must_agree(const char* name, int64_t value, const std::string& weights,
+                  std::vector<std::string>& agreed) const {
+    auto v = integer(name);
+    if (!v) return;
+    CTFGEN_CHECK(*v == value, file_, ": args.", name, " is ", *v, " but the weights say ", value,
+                 " (", weights, ")");
+    agreed.push_back(str_cat(name, " ", *v));
+  }
+
+ private:
+  const nlohmann::json* find(const char* name) const {
+    if (!j_.is_object()) return nullptr;
+    auto it = j_.find(name);
+    return it == j_.end() || it->is_null() ? nullptr : &*it;
+  }
+  const nlohmann::json& j_;
+  std::string file_;
+};
+
+std::string joined(const std::vector<std::string>& v, const char* sep = ", ") {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : sep) + x;
+  return s;
+}
+
+// LlamaGen's tokenizer models by name (its vq_model.py VQ_models): the name fixes the level
+// structure; codebook size and dimension are separate arguments (codebook_size,
+// codebook_embed_dim), so a "VQ-16" may have another codebook.
+struct VQArch {
+  const char* name;
+  std::vector<int64_t> ch_mult;
+};
+const VQArch kVQArchs[] = {{"VQ-16", {1, 1, 2, 2, 4}}, {"VQ-8", {1, 2, 2, 4}}};
+
+LlamaGenDetection detect_vq(TensorTable& t, const std::string& file_name,
+                            const LlamaGenImportOptions& options, const SavedArgs& args) {
   LlamaGenDetection d;
   d.kind = "vq";
   const at::Tensor& conv_in = t.expect("encoder.conv_in.weight", {-1, -1, 3, 3});
@@ -412,7 +565,57 @@ LlamaGenDetection detect_vq(TensorTable& t, const LlamaGenImportOptions& options
   d.notes.push_back(str_cat("codebook ", V, " x ", D, ", base channels ", ch, ", z_channels ", z,
                             ", ResnetBlocks per level ", enc_res, " (encoder) / ", dec_res,
                             " (decoder)"));
-  const int64_t image_size = options.image_size > 0 ? options.image_size : 256;
+
+  // Saved args that restate the weights must agree with them.
+  std::vector<std::string> agreed;
+  args.must_agree("codebook_size", V, str_cat("quantize.embedding.weight has ", V, " rows"), agreed);
+  args.must_agree("codebook_embed_dim", D,
+                  str_cat("quantize.embedding.weight has ", D, " columns"), agreed);
+  if (auto model = args.text("vq_model")) {
+    const VQArch* arch = nullptr;
+    for (const auto& a : kVQArchs)
+      if (*model == a.name) arch = &a;
+    if (arch) {
+      CTFGEN_CHECK(enc_mult == arch->ch_mult && dec_mult == arch->ch_mult, file_name,
+                   ": args.vq_model is ", *model, " (ch_mult ", ints(arch->ch_mult), ", ",
+                   int64_t{1} << (arch->ch_mult.size() - 1),
+                   "x down-sampling) but the weights have encoder ch_mult ", ints(enc_mult),
+                   " and decoder ch_mult ", ints(dec_mult), " (", factor, "x down-sampling)");
+      agreed.push_back(str_cat("vq_model ", *model, " (level structure)"));
+    } else {
+      d.notes.push_back(str_cat("args.vq_model '", printable(*model),
+                                "' is not a LlamaGen tokenizer this importer knows (VQ-16, VQ-8); "
+                                "the weights decide"));
+    }
+  }
+  if (!agreed.empty()) d.notes.push_back("args agree with the weights: " + joined(agreed));
+
+  // Image size: explicit option > args.image_size > 256 (recorded in the config).
+  int64_t image_size = 256;
+  std::string size_note = "default";
+  d.sources["image_size"] = "default";
+  const auto args_size = args.integer("image_size");
+  if (options.image_size > 0) {
+    image_size = options.image_size;
+    d.sources["image_size"] = "option";
+    size_note = "from --image-size";
+    if (args_size && *args_size != image_size)
+      size_note += str_cat(", overriding args.image_size ", *args_size);
+  } else if (args_size) {
+    CTFGEN_CHECK(*args_size >= 16 && *args_size <= 8192, file_name, ": args.image_size ",
+                 *args_size, " is outside [16, 8192]");
+    image_size = *args_size;
+    d.sources["image_size"] = "args";
+    size_note = "from args.image_size";
+  }
+  if (image_size % factor != 0) {
+    const std::string msg = str_cat(file_name, ": image size ", image_size, " (", size_note,
+                                    ") is not a multiple of the tokenizer's ", factor,
+                                    "x down-sampling");
+    if (options.image_size > 0) throw UsageError(msg);
+    throw Error(msg);
+  }
+  d.notes.push_back(str_cat("image size ", image_size, " (", size_note, ")"));
   d.config = {{"codebook_size", V},          {"codebook_dim", D},
               {"in_channels", in_ch},        {"base_channels", ch},
               {"encoder_ch_mult", enc_mult}, {"decoder_ch_mult", dec_mult},
@@ -449,8 +652,13 @@ int64_t image_size_from_name(const std::string& file_name, int64_t downsample) {
   return found;
 }
 
+// LlamaGen's GPT names (its gpt.py GPT_models); kGPTPresets holds the sizes of the ones with
+// released c2i weights.
+constexpr const char* kLlamaGenGPTNames[] = {"GPT-B",    "GPT-L",  "GPT-XL", "GPT-XXL",
+                                             "GPT-XXXL", "GPT-1B", "GPT-3B", "GPT-7B"};
+
 LlamaGenDetection detect_gpt(TensorTable& t, const std::string& file_name,
-                             const LlamaGenImportOptions& options) {
+                             const LlamaGenImportOptions& options, const SavedArgs& args) {
   LlamaGenDetection d;
   d.kind = "gpt";
   CTFGEN_CHECK(!t.has("cls_embedding.cap_proj.fc1.weight"),
@@ -490,9 +698,12 @@ LlamaGenDetection detect_gpt(TensorTable& t, const std::string& file_name,
   if (options.n_head > 0) {
     n_head = options.n_head;
     head_note = "from --n-head";
+    d.sources["n_head"] = "option";
   } else if (n_head > 0) {
     head_note = "from the preset";
+    d.sources["n_head"] = "preset";
   } else {
+    d.sources["n_head"] = "default";
     CTFGEN_CHECK(D % 64 == 0, "GPT: dim ", D, " / ", L,
                  " layers matches no LlamaGen preset and is not a multiple of 64; the head count "
                  "cannot be read from the weights: give it (--n-head)");
@@ -502,17 +713,108 @@ LlamaGenDetection detect_gpt(TensorTable& t, const std::string& file_name,
   CTFGEN_CHECK_USAGE(D % n_head == 0 && (D / n_head) % 4 == 0, "GPT: n_head ", n_head,
                      " does not divide dim ", D, " into a head_dim that is a multiple of 4");
 
-  int64_t image_size = options.image_size;
+  // Saved args that restate the weights must agree with them. LlamaGen names the GPT's vocab
+  // vocab_size when training and codebook_size when sampling; both are checked when present.
+  if (auto type = args.text("gpt_type"))
+    CTFGEN_CHECK(*type == "c2i", file_name, ": args.gpt_type is '", printable(*type),
+                 "'; only class-conditional (c2i) GPTs are supported");
+  std::vector<std::string> agreed, args_notes;  // args notes follow the shape notes
+  if (auto model = args.text("gpt_model")) {
+    bool known = false;
+    for (const char* n : kLlamaGenGPTNames) known = known || *model == n;
+    bool has_preset = false;
+    for (const auto& p : kGPTPresets) has_preset = has_preset || *model == p.name;
+    if (has_preset) {
+      // A preset name fixes dim and layers; shapes of another preset, or of none, contradict it.
+      CTFGEN_CHECK(*model == d.preset, file_name, ": args.gpt_model is ", *model,
+                   " but the weights (dim ", D, ", ", L, " layers) are ",
+                   d.preset == "custom" ? std::string("custom sizes that match no LlamaGen preset")
+                                        : "LlamaGen " + d.preset);
+      agreed.push_back("gpt_model " + *model);
+    } else {
+      args_notes.push_back(str_cat("args.gpt_model '", printable(*model), "' is ",
+                                known ? "a LlamaGen model without a preset here"
+                                      : "not a LlamaGen model name",
+                                " (presets: GPT-B, GPT-L, GPT-XL, GPT-XXL, GPT-3B); the weights decide"));
+    }
+  }
+  const std::string vocab_what = str_cat("tok_embeddings.weight has ", V, " rows");
+  args.must_agree("vocab_size", V, vocab_what, agreed);
+  args.must_agree("codebook_size", V, vocab_what, agreed);
+  args.must_agree("num_classes", classes,
+                  str_cat("cls_embedding.embedding_table.weight has ", classes + 1, " rows = ",
+                          classes, " classes + the unconditional one"),
+                  agreed);
+  if (auto n = args.integer("cls_token_num")) {
+    CTFGEN_CHECK(*n == 1, file_name, ": args.cls_token_num is ", *n,
+                 " but a c2i GPT has one class token (ctfgen's GPT and the weights' "
+                 "cls_embedding give one per image)");
+    agreed.push_back("cls_token_num 1");
+  }
+  if (!agreed.empty()) args_notes.push_back("args agree with the weights: " + joined(agreed));
+
+  // The block size is not in the weights. Token down-sampling: explicit option >
+  // args.downsample_size > 16. Image size: explicit option > args.image_size > the file name >
+  // 256; the file name and args.image_size must not disagree unless the option decides.
+  int64_t downsample = 16;
+  std::string ds_note = "default";
+  d.sources["token_downsample"] = "default";
+  const auto args_ds = args.integer("downsample_size");
+  if (options.token_downsample > 0) {
+    downsample = options.token_downsample;
+    d.sources["token_downsample"] = "option";
+    ds_note = "from --token-downsample";
+    if (args_ds && *args_ds != downsample)
+      ds_note += str_cat(", overriding args.downsample_size ", *args_ds);
+  } else if (args_ds) {
+    CTFGEN_CHECK(*args_ds >= 1 && *args_ds <= 1024, file_name, ": args.downsample_size ",
+                 *args_ds, " is outside [1, 1024]");
+    downsample = *args_ds;
+    d.sources["token_downsample"] = "args";
+    ds_note = "from args.downsample_size";
+  }
+
+  const std::string base = basename_of(file_name);
+  const int64_t name_size = image_size_from_name(file_name, downsample);
+  const auto args_size = args.integer("image_size");
+  int64_t image_size = 0;
   std::string size_note;
-  if (image_size > 0) {
+  if (options.image_size > 0) {
+    image_size = options.image_size;
+    d.sources["image_size"] = "option";
     size_note = "from --image-size";
-  } else if ((image_size = image_size_from_name(file_name, options.token_downsample)) > 0) {
-    size_note = str_cat("inferred from the file name '", basename_of(file_name), "'");
+    std::vector<std::string> overridden;
+    if (args_size && *args_size != image_size)
+      overridden.push_back(str_cat("args.image_size ", *args_size));
+    if (name_size > 0 && name_size != image_size)
+      overridden.push_back(str_cat(name_size, " from the file name '", base, "'"));
+    if (!overridden.empty()) size_note += ", overriding " + joined(overridden, " and ");
+  } else if (args_size) {
+    CTFGEN_CHECK(*args_size >= 16 && *args_size <= 8192, file_name, ": args.image_size ",
+                 *args_size, " is outside [16, 8192]");
+    CTFGEN_CHECK(name_size == 0 || name_size == *args_size, file_name, ": the file name '", base,
+                 "' says ", name_size, "px images but args.image_size is ", *args_size,
+                 "; give --image-size to choose");
+    image_size = *args_size;
+    d.sources["image_size"] = "args";
+    size_note = name_size > 0 ? "from args.image_size; the file name agrees" : "from args.image_size";
+  } else if (name_size > 0) {
+    image_size = name_size;
+    d.sources["image_size"] = "file name";
+    size_note = str_cat("inferred from the file name '", base, "'");
   } else {
     image_size = 256;
+    d.sources["image_size"] = "default";
     size_note = "default (block size cannot be read from the weights; give --image-size)";
   }
-  const int64_t grid = image_size / options.token_downsample;
+  if (image_size % downsample != 0) {
+    const std::string msg = str_cat(file_name, ": image size ", image_size, " (", size_note,
+                                    ") is not a multiple of the token down-sampling ", downsample,
+                                    " (", ds_note, ")");
+    if (options.image_size > 0) throw UsageError(msg);  // the user's size does not fit
+    throw Error(msg);
+  }
+  const int64_t grid = image_size / downsample;
   const int64_t block = grid * grid;
 
   d.notes.push_back(str_cat("c2i GPT: dim ", D, ", ", L, " layers -> ",
@@ -521,7 +823,9 @@ LlamaGenDetection detect_gpt(TensorTable& t, const std::string& file_name,
   d.notes.push_back(str_cat("n_head ", n_head, " (", head_note, "), FFN hidden ", hidden));
   d.notes.push_back(str_cat("vocab ", V, " (from tok_embeddings), ", classes, " classes"));
   d.notes.push_back(str_cat("block size ", block, " = ", grid, "x", grid, " tokens for ",
-                            image_size, "px images (", size_note, ")"));
+                            image_size, "px images (", size_note, ") at ", downsample,
+                            " pixels per token (", ds_note, ")"));
+  d.notes.insert(d.notes.end(), args_notes.begin(), args_notes.end());
   d.config = {{"dim", D},         {"n_layer", L},           {"n_head", n_head},
               {"num_classes", classes}, {"block_size", block}, {"vocab_size", V}};
   return d;
@@ -530,8 +834,9 @@ LlamaGenDetection detect_gpt(TensorTable& t, const std::string& file_name,
 }  // namespace
 
 LlamaGenDetection detect_llamagen(const NamedTensors& tensors, const std::string& file_name,
-                                  const LlamaGenImportOptions& options) {
+                                  const LlamaGenImportOptions& options, const nlohmann::json& args) {
   options.validate();
+  const SavedArgs saved(args, file_name);
   NamedTensors kept;
   for (const auto& nt : tensors)
     if (!is_ignored_llamagen_key(nt.first)) kept.push_back(nt);
@@ -559,10 +864,10 @@ LlamaGenDetection detect_llamagen(const NamedTensors& tensors, const std::string
   }
   LlamaGenDetection d;
   if (kind == "vq") {
-    d = detect_vq(vq_t, options);
+    d = detect_vq(vq_t, file_name, options, saved);
     vq_t.check_all_used();
   } else {
-    d = detect_gpt(gpt_t, file_name, options);
+    d = detect_gpt(gpt_t, file_name, options, saved);
     gpt_t.check_all_used();
   }
   return d;
@@ -584,25 +889,35 @@ LlamaGenImport import_llamagen(const std::string& path, const LlamaGenImportOpti
     out.tensors.emplace_back(name, std::move(t));
   }
   out.raw_info.tensors.clear();
-  out.detection = detect_llamagen(out.tensors, path, options);
+  const TorchStateDict& raw = out.raw_info;
+  out.detection = detect_llamagen(out.tensors, path, options, raw.args);
   auto& notes = out.detection.notes;
-  notes.insert(notes.begin(),
-               str_cat("state dict from ",
-                       out.raw_info.entry.empty() ? "the whole file (bare state dict)"
-                                                  : "entry '" + out.raw_info.entry + "'",
-                       ", ", out.tensors.size(), " tensors"));
+  std::vector<std::string> first{str_cat(
+      "state dict from ",
+      raw.entry.empty() ? "the whole file (bare state dict)" : "entry '" + raw.entry + "'", ", ",
+      out.tensors.size(), " tensors")};
+  if (raw.args.is_object())
+    first.push_back(str_cat("args: ", raw.args.size(), " plain fields of the saved argparse.Namespace",
+                            raw.args_notes.empty() ? "" : "; left out: " + joined(raw.args_notes)));
+  else if (!raw.args_notes.empty())
+    first.push_back("args: " + joined(raw.args_notes));
+  notes.insert(notes.begin(), first.begin(), first.end());
   if (!out.ignored.empty())
     notes.push_back(str_cat("ignored ", out.ignored.size(), " tensors (freqs_cis / kv_cache)"));
   std::string dtypes;
   for (const auto& s : stored_dtypes) dtypes += (dtypes.empty() ? "" : ", ") + s;
   notes.push_back(str_cat("stored dtype ", dtypes,
                           options.keep_dtype ? " (kept)" : " (converted to Float)"));
+  std::vector<std::string> opaque;  // names as the file claims them, made safe for JSON
+  for (const auto& n : out.raw_info.opaque_objects) opaque.push_back(printable(n));
   out.meta = {{"imported_from", basename_of(path)},
               {"llamagen_preset", out.detection.preset},
               {"llamagen_entry", out.raw_info.entry},
               {"stored_dtypes", dtypes},
               {"ignored_tensors", out.ignored},
-              {"opaque_objects", out.raw_info.opaque_objects},
+              {"opaque_objects", opaque},
+              {"llamagen_sources", out.detection.sources},
+              {"llamagen_args", out.raw_info.args},
               {"notes", out.detection.notes}};
   return out;
 }

@@ -35,6 +35,11 @@ struct TorchStateDict {
   std::vector<std::string> opaque_objects;   // names of objects left opaque (argparse.Namespace, ...)
   std::vector<std::string> skipped;          // "name (what)" for state-dict values that are not tensors
   NamedTensors tensors;                      // file order; CPU, contiguous, dtype as stored
+  // The top-level "args" entry when it is an argparse.Namespace (LlamaGen's training scripts
+  // save {"model": ..., "args": Namespace, "steps": N}): a JSON object of its plain fields
+  // (None, bool, int, float, str, and lists / tuples of those). null when there is no such entry.
+  nlohmann::json args;
+  std::vector<std::string> args_notes;  // fields of args left out, and why ("lr_sched (object ...)")
 };
 
 /// Reads the state dict of a torch.save zip file. Throws Error naming the file for a legacy
@@ -54,12 +59,15 @@ bool looks_like_torch_file(const std::string& path);
 // ---------------------------------------------------------------------------------------------
 // LlamaGen detection and import
 
+// Explicit values win over the checkpoint's saved args, which win over the file name (GPT image
+// size only), which wins over the defaults; see detect_llamagen.
 struct LlamaGenImportOptions {
-  std::string kind = "auto";      // "auto", "vq" or "gpt": what the file must hold
-  int64_t image_size = 0;         // GPT: image side in pixels for block_size; 0 = from the file
-                                  // name (_256 / _384), else 256
-  int64_t token_downsample = 16;  // GPT: pixels per token side (LlamaGen's c2i GPTs use VQ-16)
-  int64_t n_head = 0;             // GPT: heads; 0 = the preset's, or dim / 64 for other widths
+  std::string kind = "auto";     // "auto", "vq" or "gpt": what the file must hold
+  int64_t image_size = 0;        // image side in pixels (GPT: gives block_size; VQ: recorded);
+                                 // 0 = args.image_size, else (GPT) a _256 / _384 file name, else 256
+  int64_t token_downsample = 0;  // GPT: pixels per token side; 0 = args.downsample_size, else 16
+                                 // (LlamaGen's c2i GPTs use VQ-16)
+  int64_t n_head = 0;            // GPT: heads; 0 = the preset's, or dim / 64 for other widths
   bool keep_dtype = false;        // keep fp16 / bf16 tensors instead of converting to fp32
   TorchReadOptions read;
 
@@ -71,14 +79,25 @@ struct LlamaGenDetection {
   std::string preset;              // "VQ-16", "VQ-8", "GPT-B", ..., or "custom"
   nlohmann::json config;           // the component's config JSON (VQConfig / GPTConfig fields)
   std::vector<std::string> notes;  // what was found and how, one line each
+  // Where each inferred setting came from: {"image_size": "option" | "args" | "file name" |
+  // "default", "token_downsample": ..., "n_head": "option" | "preset" | "default"} (GPT) or
+  // {"image_size": ...} (VQ).
+  nlohmann::json sources = nlohmann::json::object();
 };
 
 /// Detects a LlamaGen VQ tokenizer or c2i GPT from tensor names and shapes. `file_name` is used
-/// only to infer the GPT block size from a _256 / _384 suffix. Throws Error naming the tensor
-/// when required tensors are missing, shapes disagree, unexpected tensors are present, or the
-/// file is of another kind (e.g. a text-to-image GPT).
+/// to name the file in messages and to infer the GPT image size from a _256 / _384 suffix.
+/// `args` is the checkpoint's saved training arguments (TorchStateDict::args; null or {} when
+/// absent): image_size / downsample_size give the GPT block size (after explicit options, before
+/// the file name), and the fields that restate the weights must agree with them (GPT:
+/// gpt_model, vocab_size, codebook_size, num_classes, cls_token_num, gpt_type; VQ: vq_model,
+/// codebook_size, codebook_embed_dim). Throws Error naming the tensor when required tensors are
+/// missing, shapes disagree, unexpected tensors are present, or the file is of another kind
+/// (e.g. a text-to-image GPT); Error naming both values and their sources when args disagree
+/// with the weights or (image size) with the file name, unless an explicit option decides.
 LlamaGenDetection detect_llamagen(const NamedTensors& tensors, const std::string& file_name,
-                                  const LlamaGenImportOptions& options = {});
+                                  const LlamaGenImportOptions& options = {},
+                                  const nlohmann::json& args = nullptr);
 
 /// True for keys an importer drops: "freqs_cis" and KV-cache buffers (*.kv_cache.*).
 bool is_ignored_llamagen_key(const std::string& name);
@@ -87,7 +106,8 @@ struct LlamaGenImport {
   LlamaGenDetection detection;
   NamedTensors tensors;              // ignored keys removed; fp32 unless keep_dtype
   std::vector<std::string> ignored;  // dropped keys
-  nlohmann::json meta;               // component meta: source, entry, stored dtypes, notes
+  nlohmann::json meta;               // component meta: source, entry, stored dtypes, notes,
+                                     // sources (llamagen_sources), args (llamagen_args)
   TorchStateDict raw_info;           // where the state dict came from (tensors moved out)
 };
 

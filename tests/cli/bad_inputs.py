@@ -201,6 +201,41 @@ def pickle_zip(path, pickle_bytes):
         z.writestr("archive/version", b"3\n")
 
 
+def llamagen_gpt_zip(path, args):
+    """A tiny LlamaGen c2i GPT .pt laid out as torch.save writes it (pickle protocol 2):
+    {"model": state dict, "args": argparse.Namespace(**args)}; dim 64, 1 layer, vocab 4, 1 class,
+    every tensor a zero-stride view of one stored float. Hand-written opcodes (no torch needed);
+    the tensor names and shapes follow docs/llamagen_import.md ("How detection works")."""
+    def s(text):
+        b = text.encode()
+        return b"X" + struct.pack("<I", len(b)) + b
+
+    def i(v):
+        return b"J" + struct.pack("<i", v)
+
+    def ints(vals):
+        return b"(" + b"".join(i(v) for v in vals) + b"t"
+
+    def tensor(shape):  # _rebuild_tensor_v2(storage, 0, shape, zero strides, False, OrderedDict())
+        pid = b"(" + s("storage") + b"ctorch\nFloatStorage\n" + s("0") + s("cpu") + i(1) + b"tQ"
+        return (b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + i(0) + ints(shape) +
+                ints([0] * len(shape)) + b"\x89" + b"ccollections\nOrderedDict\n)R" + b"tR")
+
+    D, V, H = 64, 4, 256  # H: LlamaGen's FFN width for dim 64
+    shapes = [("cls_embedding.embedding_table.weight", [2, D]), ("tok_embeddings.weight", [V, D]),
+              ("layers.0.attention.wqkv.weight", [3 * D, D]), ("layers.0.attention.wo.weight", [D, D]),
+              ("layers.0.feed_forward.w1.weight", [H, D]), ("layers.0.feed_forward.w3.weight", [H, D]),
+              ("layers.0.feed_forward.w2.weight", [D, H]), ("layers.0.attention_norm.weight", [D]),
+              ("layers.0.ffn_norm.weight", [D]), ("norm.weight", [D]), ("output.weight", [V, D])]
+    state = b"}(" + b"".join(s(n) + tensor(shape) for n, shape in shapes) + b"u"
+    fields = b"".join(s(k) + (i(v) if isinstance(v, int) else s(v)) for k, v in args.items())
+    namespace = b"cargparse\nNamespace\n)\x81}(" + fields + b"ub"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", b"\x80\x02}(" + s("model") + state + s("args") + namespace + b"u.")
+        z.writestr("archive/data/0", struct.pack("<f", 0.0))
+        z.writestr("archive/version", b"3\n")
+
+
 # --------------------------------------------------------------------------------------------
 # The table
 
@@ -404,6 +439,11 @@ CASES = [
          ["import-llamagen", "evil.pt", "--out", "imp.safetensors"], 1, "posix.system",
          setup=lambda: pickle_zip("evil.pt", b"\x80\x02cposix\nsystem\nq\x00X\x0b\x00\x00\x00"
                                              b"touch pwnedq\x01\x85q\x02Rq\x03.")),
+    Case("import-name-args-clash", "GPT .pt named _384 whose saved args say image_size 256",
+         ["import-llamagen", "c2i_tiny_384.pt", "--out", "imp.safetensors"], 1,
+         "c2i_tiny_384.pt: the file name 'c2i_tiny_384.pt' says 384px images but args.image_size "
+         "is 256; give --image-size to choose",
+         setup=lambda: llamagen_gpt_zip("c2i_tiny_384.pt", {"gpt_type": "c2i", "image_size": 256})),
     # ---- outputs
     Case("out-under-file", "--out below a regular file",
          DECODE + ["--tokens", "tok", "--out", "notes.txt/sub"], 1,

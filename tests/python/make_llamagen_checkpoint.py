@@ -9,11 +9,20 @@ GPT-B (88 tensors); "tiny" sizes keep the same naming with fewer channels / laye
 Usage:
   make_llamagen_checkpoint.py --kind vq|gpt --out FILE [--size tiny|full] [--dtype fp32|fp16|bf16]
       [--layout wrapped|bare|module|state_dict] [--extras] [--legacy] [--protocol N] [--seed N]
+      [--no-args] [--args-image-size N] [--args-gpt-model NAME] [--args-vocab-size N]
       [--summary FILE.json] [--print-keys]
   make_llamagen_checkpoint.py --all-tiny DIR   (the set the C++ tests use)
 "wrapped" = torch.save({"model": OrderedDict, "args": argparse.Namespace(...), "steps": 5}),
 as LlamaGen's training scripts save; "bare" = torch.save(OrderedDict) (the XXL / 3B files).
 --extras adds keys an importer must ignore: freqs_cis and layers.*.attention.kv_cache.*.
+
+The args Namespace restates the weights consistently unless told otherwise: GPT gpt_model
+"GPT-B" for --size full and no gpt_model for "tiny" (whose dim 128 / 2 layers match no LlamaGen
+preset, so any preset name would contradict the shapes), vocab_size, num_classes,
+cls_token_num 1, image_size 256, downsample_size 16; VQ vq_model "VQ-16" / "VQ-8" by level
+count, codebook_size, codebook_embed_dim, image_size 256. --args-image-size,
+--args-gpt-model (NAME, or "none" to omit it) and --args-vocab-size (GPT) set those fields (to write
+a disagreeing file on purpose); --no-args leaves the "args" entry out of the non-bare layouts.
 """
 import argparse
 import collections
@@ -162,14 +171,17 @@ def summarize(sd):
 
 
 def write(kind, out, size="tiny", dtype="fp32", layout="wrapped", extras=False, legacy=False,
-          protocol=2, seed=0, summary=None):
+          protocol=2, seed=0, summary=None, args=True, args_image_size=None, args_gpt_model=None,
+          args_vocab_size=None):
     dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
     gen = torch.Generator().manual_seed(seed)
+    image_size = 256 if args_image_size is None else args_image_size
     if kind == "vq":
         cfg = VQ_SIZES[size]
         sd = make_state_dict(vq_shapes(**cfg), gen, dt, vocab_for_usage=cfg["V"])
-        args = argparse.Namespace(vq_model="VQ-16", codebook_size=cfg["V"], codebook_embed_dim=cfg["D"],
-                                  image_size=256, lr=1e-4, ema=False, results_dir="results")
+        vq_model = "VQ-16" if len(cfg["ch_mult"]) == 5 else "VQ-8"
+        fields = dict(vq_model=vq_model, codebook_size=cfg["V"], codebook_embed_dim=cfg["D"],
+                      image_size=image_size, lr=1e-4, ema=False, results_dir="results")
     else:
         cfg = GPT_SIZES[size]
         sd = make_state_dict(gpt_shapes(**cfg), gen, dt)
@@ -179,15 +191,23 @@ def write(kind, out, size="tiny", dtype="fp32", layout="wrapped", extras=False, 
             for i in range(cfg["n_layer"]):
                 for n in ("k_cache", "v_cache"):
                     sd[f"layers.{i}.attention.kv_cache.{n}"] = torch.zeros(2, cfg["dim"] // hd, 264, hd, dtype=dt)
-        args = argparse.Namespace(gpt_model="GPT-B", gpt_type="c2i", image_size=256, vocab_size=cfg["vocab"],
-                                  cls_token_num=1, dropout_p=0.1, results_dir="results")
+        fields = dict(gpt_type="c2i", image_size=image_size, downsample_size=16,
+                      vocab_size=cfg["vocab"] if args_vocab_size is None else args_vocab_size,
+                      num_classes=cfg["classes"], cls_token_num=1, dropout_p=0.1,
+                      results_dir="results")
+        gpt_model = args_gpt_model if args_gpt_model is not None else ("GPT-B" if size == "full" else "none")
+        if gpt_model != "none":
+            fields["gpt_model"] = gpt_model
     if out is None:
         return sd
     if layout == "bare":
         obj = sd
     else:
         key = {"wrapped": "model", "module": "module", "state_dict": "state_dict"}[layout]
-        obj = {key: sd, "args": args, "steps": 5}
+        obj = {key: sd}
+        if args:
+            obj["args"] = argparse.Namespace(**fields)
+        obj["steps"] = 5
         if kind == "gpt" and layout == "wrapped":
             obj["optimizer"] = {"state": {}, "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.95)}]}
     kw = {"pickle_protocol": protocol}
@@ -206,12 +226,18 @@ TINY_SET = [
     ("vq_tiny_fp16.pt", dict(kind="vq", dtype="fp16")),
     ("vq_tiny_bf16.pt", dict(kind="vq", dtype="bf16")),
     ("vq8_tiny.pt", dict(kind="vq", size="tiny8", layout="state_dict")),
-    ("c2i_tiny_384.pt", dict(kind="gpt", extras=True)),
+    ("c2i_tiny_384.pt", dict(kind="gpt", extras=True, args_image_size=384)),
     ("gpt_tiny_bare.pt", dict(kind="gpt", layout="bare")),
     ("gpt_tiny_module.pt", dict(kind="gpt", layout="module", dtype="bf16")),
     ("gpt_tiny_fp16.pt", dict(kind="gpt", dtype="fp16")),
     ("gpt_tiny_proto4.pt", dict(kind="gpt", protocol=4)),
     ("gpt_tiny_legacy.pt", dict(kind="gpt", legacy=True)),
+    # args vs file name (block size precedence): size from args under a neutral name; no args,
+    # so the name decides; the name says 384 but args.image_size 256; args' vocab is wrong.
+    ("gpt_tiny_argsize.pt", dict(kind="gpt", args_image_size=384)),
+    ("c2i_tiny_noargs_384.pt", dict(kind="gpt", args=False)),
+    ("c2i_tiny_clash_384.pt", dict(kind="gpt", args_image_size=256)),
+    ("gpt_tiny_badvocab.pt", dict(kind="gpt", args_vocab_size=100)),
 ]
 
 
@@ -226,6 +252,10 @@ def main():
     ap.add_argument("--legacy", action="store_true", help="pre-1.6 non-zip format")
     ap.add_argument("--protocol", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-args", action="store_true", help="leave out the args Namespace")
+    ap.add_argument("--args-image-size", type=int, help="args.image_size (default 256)")
+    ap.add_argument("--args-gpt-model", help='args.gpt_model ("none" = omit; default GPT-B for full, none for tiny)')
+    ap.add_argument("--args-vocab-size", type=int, help="args.vocab_size (default: the real vocab)")
     ap.add_argument("--summary", help="also write a JSON summary of the saved tensors")
     ap.add_argument("--print-keys", action="store_true")
     ap.add_argument("--all-tiny", metavar="DIR", help="write the standard tiny set (+ .json summaries) into DIR")
@@ -244,7 +274,9 @@ def main():
     if not a.out:
         ap.error("--out is required")
     write(a.kind, a.out, size=a.size, dtype=a.dtype, layout=a.layout, extras=a.extras,
-          legacy=a.legacy, protocol=a.protocol, seed=a.seed, summary=a.summary)
+          legacy=a.legacy, protocol=a.protocol, seed=a.seed, summary=a.summary, args=not a.no_args,
+          args_image_size=a.args_image_size, args_gpt_model=a.args_gpt_model,
+          args_vocab_size=a.args_vocab_size)
     return 0
 
 

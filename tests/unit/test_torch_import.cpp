@@ -6,6 +6,8 @@
 
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "io/pickle_reader.h"
@@ -92,6 +94,15 @@ struct Pickle {
     put32(b, static_cast<uint32_t>(v));
     return *this;
   }
+  Pickle& f(double v) {  // BINFLOAT: big-endian IEEE double
+    uint64_t raw;
+    std::memcpy(&raw, &v, 8);
+    op('G');
+    for (int k = 7; k >= 0; --k) b.push_back(static_cast<uint8_t>(raw >> (8 * k)));
+    return *this;
+  }
+  // argparse.Namespace() as protocol 2 writes it: GLOBAL, EMPTY_TUPLE, NEWOBJ; BUILD follows.
+  Pickle& namespace_obj() { return global("argparse", "Namespace").op(')').op(0x81); }
   Pickle& ints(const std::vector<int32_t>& v) {
     op('(');
     for (int32_t x : v) i(x);
@@ -348,6 +359,143 @@ TEST(TorchImportPickle, Protocol4FramingAndShortOpcodes) {
   EXPECT_EQ(v->i, -32768);
 }
 
+// ---- argparse.Namespace state (LlamaGen's saved training args) ----
+
+TEST(TorchImportPickle, NamespaceStateIsKeptAsDataAndMerged) {
+  // Namespace(image_size=384, gpt_model='GPT-B'), then a second BUILD as Python would apply it
+  // (__dict__.update): image_size=256, lr=0.5.
+  Pickle p;
+  p.namespace_obj();
+  p.op('}').op('(').str("image_size").i(384).str("gpt_model").str("GPT-B").op('u').op('b');
+  p.op('}').op('(').str("image_size").i(256).str("lr").f(0.5).op('u').op('b');
+  Bytes b = p.done();
+  auto doc = io::pickle::parse(b.data(), b.size(), "p");
+  const auto& ns = doc.at(doc.root);
+  EXPECT_EQ(ns.kind, io::pickle::Kind::Object);
+  EXPECT_EQ(ns.s, "argparse.Namespace");
+  EXPECT_EQ(ns.items.size(), 2u);  // the two state dicts, as data
+  auto fields = doc.namespace_fields(ns);
+  ASSERT_EQ(fields.size(), 3u);
+  EXPECT_EQ(fields[0].first, "image_size");
+  EXPECT_EQ(doc.at(fields[0].second).i, 256);  // the later BUILD wins, first position kept
+  EXPECT_EQ(fields[1].first, "gpt_model");
+  EXPECT_EQ(doc.at(fields[1].second).s, "GPT-B");
+  EXPECT_EQ(fields[2].first, "lr");
+  EXPECT_EQ(doc.at(fields[2].second).f, 0.5);
+  // The same through REDUCE (argparse.Namespace called with no arguments).
+  Pickle r;
+  r.global("argparse", "Namespace").op(')').op('R').op('}').str("k").i(1).op('s').op('b');
+  Bytes rb = r.done();
+  auto rdoc = io::pickle::parse(rb.data(), rb.size(), "p");
+  EXPECT_EQ(rdoc.namespace_fields(rdoc.at(rdoc.root)).size(), 1u);
+}
+
+TEST(TorchImportPickle, OtherObjectsAndNonDictStatesAreDropped) {
+  // Another class's dict state is dropped, as before.
+  Pickle other;
+  other.global("mymodule", "Config").op(')').op(0x81).op('}').str("k").i(1).op('s').op('b');
+  Bytes ob = other.done();
+  auto doc = io::pickle::parse(ob.data(), ob.size(), "p");
+  EXPECT_EQ(doc.at(doc.root).kind, io::pickle::Kind::Object);
+  EXPECT_TRUE(doc.at(doc.root).items.empty());
+  EXPECT_TRUE(doc.namespace_fields(doc.at(doc.root)).empty());
+  // A Namespace whose state is not a dict: a (state, slotstate) tuple, a list, an int.
+  Pickle ns;
+  ns.namespace_obj();
+  ns.op('}').str("k").i(1).op('s').op('N').op(0x86).op('b');  // ({'k': 1}, None)
+  ns.op(']').op('b').i(7).op('b');
+  Bytes nb = ns.done();
+  doc = io::pickle::parse(nb.data(), nb.size(), "p");
+  EXPECT_EQ(doc.at(doc.root).s, "argparse.Namespace");
+  EXPECT_TRUE(doc.at(doc.root).items.empty());
+  EXPECT_TRUE(doc.namespace_fields(doc.at(doc.root)).empty());
+  // A Global (not an instance) keeps nothing either.
+  Bytes gb = Pickle().global("argparse", "Namespace").op('}').str("k").i(1).op('s').op('b').done();
+  doc = io::pickle::parse(gb.data(), gb.size(), "p");
+  EXPECT_EQ(doc.at(doc.root).kind, io::pickle::Kind::Global);
+  EXPECT_TRUE(doc.namespace_fields(doc.at(doc.root)).empty());
+}
+
+TEST(TorchImportPickle, NamespaceStateCountsTowardsTheLimits) {
+  io::pickle::Limits small;
+  small.max_depth = 3;
+  // Namespace(a=(([],),)): the list is depth 0, the tuples 1 and 2, the dict 3, the object 4.
+  Pickle p;
+  p.namespace_obj().op('}').str("a").op(']').op(0x85).op(0x85).op('s').op('b');
+  Bytes b = p.done();
+  EXPECT_NE(error_of([&] { io::pickle::parse(b.data(), b.size(), "p", small); })
+                .find("nested deeper than 3"),
+            std::string::npos);
+  small.max_depth = 4;
+  EXPECT_NO_THROW(io::pickle::parse(b.data(), b.size(), "p", small));
+  // One dict BUILT into the same Namespace over and over: refused after 8 (Python writes one).
+  Pickle many;
+  many.namespace_obj().op('}').op('q').op(0).op('b');
+  for (int k = 0; k < 8; ++k) many.op('h').op(0).op('b');
+  Bytes mb = many.done();
+  EXPECT_NE(error_of([&] { io::pickle::parse(mb.data(), mb.size(), "p"); })
+                .find("more than 8 BUILD states for one argparse.Namespace"),
+            std::string::npos);
+}
+
+// {"model": {"w": tensor}, "args": <args>}
+Bytes zip_with_args(const std::function<void(Pickle&)>& args) {
+  Pickle p;
+  p.op('}').op('(').str("model").op('}').str("w").tensor("FloatStorage", "0", 2, 0, {2}, {1}).op('s');
+  p.str("args");
+  args(p);
+  p.op('u');
+  return make_zip({{"a/data.pkl", p.done()}, {"a/data/0", floats_le({1, 2})}});
+}
+
+TEST(TorchImportReader, NamespaceArgsBecomeJsonOfPlainValues) {
+  auto sd = read_mem(zip_with_args([](Pickle& p) {
+    p.namespace_obj().op('}').op('(');
+    p.str("image_size").i(384).str("gpt_model").str("GPT-B").str("lr").f(1e-4);
+    p.str("ema").op(0x89).str("vq_ckpt").op('N');
+    p.str("betas").f(0.9).f(0.95).op(0x86);           // a tuple of floats
+    p.str("nested").namespace_obj();                  // an object: left out
+    p.str("grid").op(']').op('(').op(']').op('e');    // a list holding a list: left out
+    p.str("blob").op('C').op(1).op('x');              // bytes: left out
+    p.str("steps").i(1).str("steps").i(2);            // duplicate key: the last one
+    p.op('u').op('b');
+  }));
+  ASSERT_TRUE(sd.args.is_object());
+  EXPECT_EQ(sd.args["image_size"], 384);
+  EXPECT_EQ(sd.args["gpt_model"], "GPT-B");
+  EXPECT_EQ(sd.args["lr"], 1e-4);
+  EXPECT_EQ(sd.args["ema"], false);
+  EXPECT_TRUE(sd.args["vq_ckpt"].is_null());
+  EXPECT_EQ(sd.args["betas"], nlohmann::json::parse("[0.9, 0.95]"));
+  EXPECT_EQ(sd.args["steps"], 2);
+  EXPECT_FALSE(sd.args.contains("nested"));
+  EXPECT_FALSE(sd.args.contains("grid"));
+  EXPECT_FALSE(sd.args.contains("blob"));
+  std::string notes;
+  for (const auto& n : sd.args_notes) notes += n + "\n";
+  EXPECT_NE(notes.find("nested (object argparse.Namespace)"), std::string::npos) << notes;
+  EXPECT_NE(notes.find("grid (list holding a list of 0 items)"), std::string::npos) << notes;
+  EXPECT_NE(notes.find("blob (bytes)"), std::string::npos) << notes;
+  EXPECT_EQ(sd.tensors.size(), 1u);
+
+  // args that are not a Namespace are not read; a Namespace without state gives {}.
+  sd = read_mem(zip_with_args([](Pickle& p) { p.op('}').str("image_size").i(384).op('s'); }));
+  EXPECT_TRUE(sd.args.is_null());
+  ASSERT_EQ(sd.args_notes.size(), 1u);
+  EXPECT_NE(sd.args_notes[0].find("top-level 'args' is a dict, not an argparse.Namespace"),
+            std::string::npos);
+  sd = read_mem(zip_with_args([](Pickle& p) { p.namespace_obj(); }));
+  EXPECT_TRUE(sd.args.is_object());
+  EXPECT_TRUE(sd.args.empty());
+  // Text that is not UTF-8 is left out (it could not be written to the component's JSON meta).
+  sd = read_mem(zip_with_args([](Pickle& p) {
+    p.namespace_obj().op('}').str("name").str("\xff\xfe").op('s').op('b');
+  }));
+  EXPECT_TRUE(sd.args.empty());
+  ASSERT_EQ(sd.args_notes.size(), 1u);
+  EXPECT_NE(sd.args_notes[0].find("not valid UTF-8"), std::string::npos);
+}
+
 // ---- detection on in-memory state dicts ----
 
 // zero_stride: expanded views of one element, so full-size shapes cost no memory.
@@ -442,11 +590,143 @@ TEST(TorchImportDetect, GPTErrorsNameTheTensor) {
 
 TEST(TorchImportDetect, OptionsAreRangeChecked) {
   io::LlamaGenImportOptions opt;
-  opt.image_size = 100;  // not a multiple of 16
+  opt.image_size = 100;
+  opt.token_downsample = 16;  // 100 is not a multiple of it
+  EXPECT_THROW(opt.validate(), UsageError);
+  opt.token_downsample = 0;  // inferred: checked once known
+  EXPECT_NO_THROW(opt.validate());
+  EXPECT_THROW(io::detect_llamagen(tiny_gpt(), "f.pt", opt), UsageError);
+  opt = {};
+  opt.token_downsample = -1;
   EXPECT_THROW(opt.validate(), UsageError);
   opt = {};
   opt.kind = "aux";
   EXPECT_THROW(opt.validate(), UsageError);
+}
+
+std::string notes_of(const io::LlamaGenDetection& d) {
+  std::string s;
+  for (const auto& n : d.notes) s += n + "\n";
+  return s;
+}
+
+// Block size: explicit option > args > file name > 256; the name and args must not disagree.
+TEST(TorchImportDetect, GPTBlockSizeFromArgsFileNameAndOptions) {
+  using nlohmann::json;
+  auto d = io::detect_llamagen(tiny_gpt(), "dir/model.pt", {}, json{{"image_size", 384}});
+  EXPECT_EQ(d.config["block_size"], 576);
+  EXPECT_EQ(d.sources["image_size"], "args");
+  EXPECT_EQ(d.sources["token_downsample"], "default");
+  EXPECT_EQ(d.sources["n_head"], "default");
+  EXPECT_NE(notes_of(d).find("24x24 tokens for 384px images (from args.image_size) at 16 pixels "
+                             "per token (default)"),
+            std::string::npos)
+      << notes_of(d);
+
+  // The name agrees with args: fine, and said so.
+  d = io::detect_llamagen(tiny_gpt(), "dir/c2i_B_384.pt", {}, json{{"image_size", 384}});
+  EXPECT_EQ(d.config["block_size"], 576);
+  EXPECT_NE(notes_of(d).find("the file name agrees"), std::string::npos) << notes_of(d);
+
+  // The name says 384, args 256: an error naming both ...
+  const json args256{{"image_size", 256}};
+  std::string err = error_of([&] { io::detect_llamagen(tiny_gpt(), "dir/c2i_B_384.pt", {}, args256); });
+  EXPECT_NE(err.find("the file name 'c2i_B_384.pt' says 384px images but args.image_size is 256"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("--image-size"), std::string::npos) << err;
+  // ... unless --image-size decides, which the notes say.
+  io::LlamaGenImportOptions opt;
+  opt.image_size = 384;
+  d = io::detect_llamagen(tiny_gpt(), "dir/c2i_B_384.pt", opt, args256);
+  EXPECT_EQ(d.config["block_size"], 576);
+  EXPECT_EQ(d.sources["image_size"], "option");
+  EXPECT_NE(notes_of(d).find("from --image-size, overriding args.image_size 256"), std::string::npos)
+      << notes_of(d);
+  opt.image_size = 512;
+  d = io::detect_llamagen(tiny_gpt(), "dir/c2i_B_384.pt", opt, args256);
+  EXPECT_EQ(d.config["block_size"], 1024);
+  EXPECT_NE(notes_of(d).find("overriding args.image_size 256 and 384 from the file name 'c2i_B_384.pt'"),
+            std::string::npos)
+      << notes_of(d);
+
+  // No args: the file name, as before; {} and null are the same as no args.
+  for (const json& none : {json(), json::object()}) {
+    d = io::detect_llamagen(tiny_gpt(), "dir/c2i_B_384.pt", {}, none);
+    EXPECT_EQ(d.config["block_size"], 576);
+    EXPECT_EQ(d.sources["image_size"], "file name");
+  }
+
+  // args.downsample_size (8) sets the tokens per side; the option overrides it.
+  d = io::detect_llamagen(tiny_gpt(), "m.pt", {}, json{{"image_size", 256}, {"downsample_size", 8}});
+  EXPECT_EQ(d.config["block_size"], 1024);
+  EXPECT_EQ(d.sources["token_downsample"], "args");
+  opt = {};
+  opt.token_downsample = 16;
+  d = io::detect_llamagen(tiny_gpt(), "m.pt", opt, json{{"image_size", 256}, {"downsample_size", 8}});
+  EXPECT_EQ(d.config["block_size"], 256);
+  EXPECT_EQ(d.sources["token_downsample"], "option");
+  EXPECT_NE(notes_of(d).find("overriding args.downsample_size 8"), std::string::npos) << notes_of(d);
+
+  // Values of the wrong type or range name the field.
+  err = error_of([&] { io::detect_llamagen(tiny_gpt(), "m.pt", {}, json{{"image_size", "384"}}); });
+  EXPECT_NE(err.find("m.pt: args.image_size is \"384\", expected an integer"), std::string::npos) << err;
+  err = error_of([&] { io::detect_llamagen(tiny_gpt(), "m.pt", {}, json{{"image_size", 392}}); });
+  EXPECT_NE(err.find("image size 392 (from args.image_size) is not a multiple of the token "
+                     "down-sampling 16 (default)"),
+            std::string::npos)
+      << err;
+}
+
+// args that restate the weights must agree with them.
+TEST(TorchImportDetect, GPTArgsMustAgreeWithTheWeights) {
+  using nlohmann::json;
+  auto err_with = [](const io::NamedTensors& t, const json& args) {
+    return error_of([&] { io::detect_llamagen(t, "dir/m.pt", {}, args); });
+  };
+  std::string err = err_with(tiny_gpt(), {{"vocab_size", 100}});
+  EXPECT_NE(err.find("dir/m.pt: args.vocab_size is 100 but the weights say 64 "
+                     "(tok_embeddings.weight has 64 rows)"),
+            std::string::npos)
+      << err;
+  err = err_with(tiny_gpt(), {{"codebook_size", 16384}});
+  EXPECT_NE(err.find("args.codebook_size is 16384 but the weights say 64"), std::string::npos) << err;
+  err = err_with(tiny_gpt(), {{"num_classes", 1000}});
+  EXPECT_NE(err.find("args.num_classes is 1000 but the weights say 10 "
+                     "(cls_embedding.embedding_table.weight has 11 rows"),
+            std::string::npos)
+      << err;
+  err = err_with(tiny_gpt(), {{"cls_token_num", 120}});
+  EXPECT_NE(err.find("args.cls_token_num is 120"), std::string::npos) << err;
+  err = err_with(tiny_gpt(), {{"gpt_type", "t2i"}});
+  EXPECT_NE(err.find("args.gpt_type is 't2i'"), std::string::npos) << err;
+  // A preset name with custom shapes, or with another preset's shapes.
+  err = err_with(tiny_gpt(), {{"gpt_model", "GPT-B"}});
+  EXPECT_NE(err.find("args.gpt_model is GPT-B but the weights (dim 128, 2 layers) are custom sizes "
+                     "that match no LlamaGen preset"),
+            std::string::npos)
+      << err;
+  auto gpt_b = tiny_gpt(768, 12, 16384, 1000, /*zero_stride=*/true);
+  err = err_with(gpt_b, {{"gpt_model", "GPT-L"}});
+  EXPECT_NE(err.find("args.gpt_model is GPT-L but the weights (dim 768, 12 layers) are LlamaGen GPT-B"),
+            std::string::npos)
+      << err;
+
+  // Consistent args: listed in a note. A LlamaGen name without a preset here is only noted.
+  const json good{{"gpt_model", "GPT-B"}, {"vocab_size", 16384}, {"num_classes", 1000},
+                  {"cls_token_num", 1},   {"gpt_type", "c2i"},   {"image_size", 384},
+                  {"lr", 1e-4},           {"results_dir", "results"}};
+  auto d = io::detect_llamagen(gpt_b, "0050000.pt", {}, good);
+  EXPECT_EQ(d.preset, "GPT-B");
+  EXPECT_EQ(d.config["block_size"], 576);
+  EXPECT_NE(notes_of(d).find("args agree with the weights: gpt_model GPT-B, vocab_size 16384, "
+                             "num_classes 1000, cls_token_num 1"),
+            std::string::npos)
+      << notes_of(d);
+  d = io::detect_llamagen(tiny_gpt(), "m.pt", {}, json{{"gpt_model", "GPT-7B"}});
+  EXPECT_NE(notes_of(d).find("args.gpt_model 'GPT-7B' is a LlamaGen model without a preset here"),
+            std::string::npos)
+      << notes_of(d);
 }
 
 }  // namespace

@@ -121,7 +121,7 @@ TEST_F(TorchImportPython, HalfAndBFloat16AreConvertedOrKept) {
   }
 }
 
-TEST_F(TorchImportPython, GPTWithExtrasOptimizerAndBlockSizeFromName) {
+TEST_F(TorchImportPython, GPTWithExtrasOptimizerAndBlockSizeFromArgs) {
   auto imp = io::import_llamagen(file("c2i_tiny_384.pt"));
   EXPECT_EQ(imp.raw_info.entry, "model");
   EXPECT_EQ(imp.detection.kind, "gpt");
@@ -132,7 +132,96 @@ TEST_F(TorchImportPython, GPTWithExtrasOptimizerAndBlockSizeFromName) {
   EXPECT_EQ(imp.ignored.size(), 5u);  // freqs_cis + 2 layers x (k_cache, v_cache)
   EXPECT_EQ(imp.tensors.size(), 2u + 7u * 2u + 2u);
   std::string notes = joined(imp.detection.notes);
-  EXPECT_NE(notes.find("inferred from the file name 'c2i_tiny_384.pt'"), std::string::npos) << notes;
+  EXPECT_NE(notes.find("384px images (from args.image_size; the file name agrees)"), std::string::npos)
+      << notes;
+  EXPECT_NE(notes.find("args agree with the weights: vocab_size 64, num_classes 10, cls_token_num 1"),
+            std::string::npos)
+      << notes;
+  EXPECT_NE(notes.find("args: 8 plain fields of the saved argparse.Namespace"), std::string::npos)
+      << notes;
+  EXPECT_EQ(imp.raw_info.args["image_size"], 384);
+  EXPECT_EQ(imp.raw_info.args["gpt_type"], "c2i");
+  EXPECT_FALSE(imp.raw_info.args.contains("gpt_model"));  // tiny shapes match no preset
+  EXPECT_EQ(imp.meta["llamagen_args"], imp.raw_info.args);
+  EXPECT_EQ(imp.meta["llamagen_sources"],
+            nlohmann::json({{"n_head", "default"}, {"token_downsample", "args"}, {"image_size", "args"}}));
+}
+
+// Where the block size comes from, in files torch.save wrote: args under a neutral name; the
+// file name when there are no args; a name / args disagreement (an error unless --image-size
+// decides); args whose vocab contradicts the weights.
+TEST_F(TorchImportPython, BlockSizeFromArgsFileNameOrOption) {
+  auto imp = io::import_llamagen(file("gpt_tiny_argsize.pt"));
+  EXPECT_EQ(imp.detection.config["block_size"], 576);
+  EXPECT_EQ(imp.detection.sources["image_size"], "args");
+
+  imp = io::import_llamagen(file("c2i_tiny_noargs_384.pt"));
+  EXPECT_TRUE(imp.raw_info.args.is_null());
+  EXPECT_TRUE(imp.meta["llamagen_args"].is_null());
+  EXPECT_EQ(imp.detection.config["block_size"], 576);
+  EXPECT_EQ(imp.detection.sources["image_size"], "file name");
+  EXPECT_EQ(imp.detection.sources["token_downsample"], "default");
+
+  std::string err = error_of([&] { io::import_llamagen(file("c2i_tiny_clash_384.pt")); });
+  EXPECT_NE(err.find("the file name 'c2i_tiny_clash_384.pt' says 384px images but "
+                     "args.image_size is 256"),
+            std::string::npos)
+      << err;
+  io::LlamaGenImportOptions opt;
+  opt.image_size = 384;
+  imp = io::import_llamagen(file("c2i_tiny_clash_384.pt"), opt);
+  EXPECT_EQ(imp.detection.config["block_size"], 576);
+  EXPECT_EQ(imp.detection.sources["image_size"], "option");
+  EXPECT_NE(joined(imp.detection.notes).find("from --image-size, overriding args.image_size 256"),
+            std::string::npos)
+      << joined(imp.detection.notes);
+
+  err = error_of([&] { io::import_llamagen(file("gpt_tiny_badvocab.pt")); });
+  EXPECT_NE(err.find("gpt_tiny_badvocab.pt: args.vocab_size is 100 but the weights say 64 "
+                     "(tok_embeddings.weight has 64 rows)"),
+            std::string::npos)
+      << err;
+}
+
+// A tokenizer's args: vq_model names the level structure, the codebook must match, image_size
+// is recorded.
+TEST_F(TorchImportPython, VQArgsAreCheckedAndImageSizeRecorded) {
+  auto imp = io::import_llamagen(file("vq8_tiny.pt"));
+  EXPECT_EQ(imp.raw_info.args["vq_model"], "VQ-8");
+  EXPECT_EQ(imp.detection.sources["image_size"], "args");
+  EXPECT_EQ(imp.detection.config["image_size"], 256);
+  EXPECT_NE(joined(imp.detection.notes)
+                .find("args agree with the weights: codebook_size 64, codebook_embed_dim 8, "
+                      "vq_model VQ-8 (level structure)"),
+            std::string::npos)
+      << joined(imp.detection.notes);
+
+  auto sd = io::read_torch_state_dict(file("vq_tiny.pt"));
+  ASSERT_EQ(sd.args["vq_model"], "VQ-16");
+  auto with = [&](const char* key, nlohmann::json value) {
+    nlohmann::json a = sd.args;
+    a[key] = std::move(value);
+    return a;
+  };
+  std::string err = error_of([&] { io::detect_llamagen(sd.tensors, "vq.pt", {}, with("vq_model", "VQ-8")); });
+  EXPECT_NE(err.find("vq.pt: args.vq_model is VQ-8 (ch_mult [1, 2, 2, 4], 8x down-sampling) but "
+                     "the weights have encoder ch_mult [1, 1, 2, 2, 4]"),
+            std::string::npos)
+      << err;
+  err = error_of([&] { io::detect_llamagen(sd.tensors, "vq.pt", {}, with("codebook_size", 16384)); });
+  EXPECT_NE(err.find("args.codebook_size is 16384 but the weights say 64 "
+                     "(quantize.embedding.weight has 64 rows)"),
+            std::string::npos)
+      << err;
+  err = error_of([&] { io::detect_llamagen(sd.tensors, "vq.pt", {}, with("codebook_embed_dim", 256)); });
+  EXPECT_NE(err.find("args.codebook_embed_dim is 256 but the weights say 8"), std::string::npos) << err;
+  auto d = io::detect_llamagen(sd.tensors, "vq.pt", {}, with("image_size", 512));
+  EXPECT_EQ(d.config["image_size"], 512);
+  io::LlamaGenImportOptions opt;
+  opt.image_size = 384;
+  d = io::detect_llamagen(sd.tensors, "vq.pt", opt, with("image_size", 512));
+  EXPECT_EQ(d.config["image_size"], 384);
+  EXPECT_EQ(d.sources["image_size"], "option");
 }
 
 TEST_F(TorchImportPython, GPTLayoutsAndProtocol4) {
@@ -202,6 +291,25 @@ TEST_F(TorchImportPython, CliWritesAComponentAndPtLoadsWhereAComponentIsExpected
   EXPECT_NE(r.err.find("expected a LlamaGen GPT but found a VQ tokenizer"), std::string::npos) << r.err;
   r = run_cli({"import-llamagen", file("vq_tiny.pt"), "--out", d.file("v.safetensors"), "--image-size", "-3"});
   EXPECT_EQ(r.exit_code, 2);
+
+  // --json says where each value came from and carries the args; the meta keeps both.
+  r = run_cli({"import-llamagen", file("c2i_tiny_384.pt"), "--out", d.file("g.safetensors"), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["sources"]["image_size"], "args");
+  EXPECT_EQ(j["sources"]["token_downsample"], "args");
+  EXPECT_EQ(j["args"]["image_size"], 384);
+  auto g = io::load_component(d.file("g.safetensors"), "gpt");
+  EXPECT_EQ(g.meta["llamagen_sources"], j["sources"]);
+  EXPECT_EQ(g.meta["llamagen_args"]["vocab_size"], 64);
+  // A file name / args disagreement: an error naming both; --image-size settles it.
+  r = run_cli({"import-llamagen", file("c2i_tiny_clash_384.pt"), "--out", d.file("c.safetensors")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("says 384px images but args.image_size is 256"), std::string::npos) << r.err;
+  r = run_cli({"import-llamagen", file("c2i_tiny_clash_384.pt"), "--out", d.file("c.safetensors"),
+               "--image-size", "384"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("overriding args.image_size 256"), std::string::npos) << r.out;
 }
 
 // Reads the raw little-endian float32 file llamagen_reference.py writes.
