@@ -1,4 +1,5 @@
-// `ctfgen decode`: token grids (a token directory or a codes .npy) -> PNG images.
+// `ctfgen decode`: token grids (a token directory or a codes .npy) -> PNG images (and, with
+// --npy, the float images as .npy for NumPy / PyTorch).
 #include <cstdio>
 #include <memory>
 
@@ -20,6 +21,7 @@ struct DecodeOptions {
   std::string out;
   int64_t limit = 0;
   bool grid = false;
+  bool npy = false;
   int64_t nrow = 8;
   int64_t batch = 64;
 };
@@ -38,6 +40,8 @@ ctfgen::cli::Action setup_decode(CLI::App& app) {
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
       ->capture_default_str();
   app.add_flag("--grid", o->grid, "Write one grid.png instead of one PNG per image");
+  app.add_flag("--npy", o->npy,
+               "Also write images.npy: float32 [N, C, H, W] in the decoder's range [-1, 1] (clamped)");
   app.add_option("--nrow", o->nrow, "Images per grid row")
       ->check(CLI::Range(int64_t{1}, int64_t{1024}))
       ->capture_default_str();
@@ -72,6 +76,7 @@ ctfgen::cli::Action setup_decode(CLI::App& app) {
     if (o->limit > 0 && o->limit < codes.size(0)) codes = codes.slice(0, 0, o->limit);
     auto images = vq::decode_from_indices(model, codes.to(torch::kLong), o->batch);
     fs::ensure_dir(o->out);
+    if (o->npy) io::save_npy(o->out + "/images.npy", images.to(torch::kCPU, torch::kFloat).contiguous());
     if (o->grid) {
       io::GridOptions g;
       g.nrow = o->nrow;

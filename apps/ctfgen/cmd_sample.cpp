@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "io/image_grid.h"
 #include "io/image_io.h"
+#include "io/npy.h"
 #include "sampling_flags.h"
 
 namespace ctfgen::cmd_sample {
@@ -24,6 +25,7 @@ struct Options {
   uint64_t seed = 0;
   std::string out;
   bool no_individual = false;
+  bool save_tokens = false;
   bool json = false;
 };
 
@@ -38,6 +40,9 @@ ctfgen::cli::Action setup(CLI::App& app) {
   app.add_flag("--coarse-preview", o->config.coarse_preview,
                "CTF: also write the coarse map decoded through the cluster centroids");
   app.add_flag("--no-individual", o->no_individual, "Write only the grid, not one PNG per image");
+  app.add_flag("--save-tokens", o->save_tokens,
+               "Also write tokens_fine.npy (codebook indices [N, h, w] int64), tokens_coarse.npy "
+               "(CTF coarse labels [N, h, w] int64) and labels.npy ([N] int64)");
   app.add_flag("--json", o->json, "Print the summary as JSON");
   return [o] {
     using namespace ctfgen;
@@ -70,6 +75,17 @@ ctfgen::cli::Action setup(CLI::App& app) {
         io::write_png(o->out + name, io::chw_to_hwc(u8[i]));
       }
     }
+    nlohmann::json token_files;
+    if (o->save_tokens) {
+      io::save_npy(o->out + "/tokens_fine.npy", r.fine.to(torch::kCPU, torch::kLong).contiguous());
+      token_files["fine"] = "tokens_fine.npy";
+      if (r.coarse.defined()) {
+        io::save_npy(o->out + "/tokens_coarse.npy", r.coarse.to(torch::kCPU, torch::kLong).contiguous());
+        token_files["coarse"] = "tokens_coarse.npy";
+      }
+      io::save_npy(o->out + "/labels.npy", y);
+      token_files["labels"] = "labels.npy";
+    }
     double n = static_cast<double>(y.size(0));
     nlohmann::json side = {{"mode", g.mode},
                            {"files", g.files},
@@ -84,6 +100,7 @@ ctfgen::cli::Action setup(CLI::App& app) {
                                         {"decode", r.seconds_decode}}},
                            {"images_per_s", n / r.seconds_total()},
                            {"ctfgen_version", CTFGEN_VERSION}};
+    if (!token_files.is_null()) side["token_files"] = token_files;
     fs::atomic_write_text(o->out + "/sample.json", side.dump(2) + "\n");
     if (o->json) {
       cli::print_json(side.dump(2));

@@ -76,6 +76,24 @@ const std::vector<std::string>& fine_decoder_names() {
 
 int64_t Generator::num_classes() const { return gpt->config().num_classes; }
 
+models::GPT load_gpt_component(const io::Component& c) {
+  CTFGEN_CHECK(c.kind == "gpt", c.path, ": is a '", c.kind, "' file, not a GPT (kind gpt)");
+  models::GPT m(component_config<models::GPTConfig>(c));
+  io::load_module_strict(*m, c.file);
+  m->eval();
+  m->to(default_device());
+  return m;
+}
+
+models::Aux load_aux_component(const io::Component& c) {
+  CTFGEN_CHECK(c.kind == "aux", c.path, ": is a '", c.kind, "' file, not a stage-2 model (kind aux)");
+  models::Aux m(component_config<models::AuxConfig>(c));
+  io::load_module_strict(*m, c.file);
+  m->eval();
+  m->to(default_device());
+  return m;
+}
+
 Generator load_generator(const GeneratorFiles& files) {
   Generator g;
   CTFGEN_CHECK_USAGE(!files.tokenizer.empty(), "a tokenizer file is required (--tokenizer)");
@@ -86,10 +104,7 @@ Generator load_generator(const GeneratorFiles& files) {
 
   auto gc = io::load_component_or_torch(files.model, "gpt");
   check_hash(gc, g.tokenizer_hash);
-  g.gpt = models::GPT(component_config<models::GPTConfig>(gc));
-  io::load_module_strict(*g.gpt, gc.file);
-  g.gpt->eval();
-  g.gpt->to(default_device());
+  g.gpt = load_gpt_component(gc);
   g.files["model"] = {{"path", files.model}, {"sha256", fs::sha256_file(files.model)}};
   const int64_t V = g.vq->config.codebook_size;
   const int64_t T = g.gpt->config().block_size;
@@ -137,10 +152,7 @@ Generator load_generator(const GeneratorFiles& files) {
   std::string aux_ch = ac.meta.value("clusters_hash", std::string());
   CTFGEN_CHECK(aux_ch.empty() || aux_ch == ch, files.aux, ": was trained with another cluster file than ",
                files.clusters);
-  g.aux = models::Aux(component_config<models::AuxConfig>(ac));
-  io::load_module_strict(*g.aux, ac.file);
-  g.aux->eval();
-  g.aux->to(default_device());
+  g.aux = load_aux_component(ac);
   const auto& acfg = g.aux->config();
   CTFGEN_CHECK(acfg.coarse_vocab == K && acfg.fine_vocab == V && acfg.block_size == T, files.aux,
                ": expects K=", acfg.coarse_vocab, ", V=", acfg.fine_vocab, ", T=", acfg.block_size,

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cluster/coarse_map.h"
+#include "io/checkpoint.h"
 #include "models/aux_model.h"
 #include "models/gpt.h"
 #include "sampling/sampling_config.h"
@@ -49,6 +50,11 @@ struct Generator {
 /// in the training tokens ("frequent"), or the member nearest the cluster's centroid
 /// ("centroid").
 const std::vector<std::string>& fine_decoder_names();
+
+/// The model of a loaded component file (kind "gpt" / "aux"; another kind is an Error naming
+/// the file), its weights loaded strictly, in eval mode, on default_device().
+models::GPT load_gpt_component(const io::Component& c);
+models::Aux load_aux_component(const io::Component& c);
 
 /// Loads and cross-checks the files: the GPT's vocabulary must equal K (CTF) or V (baseline),
 /// every file must record the same tokenizer hash, the aux model's vocabularies must match.
