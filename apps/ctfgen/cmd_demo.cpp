@@ -14,7 +14,11 @@ ctfgen::cli::Action setup(CLI::App& app) {
   app.add_option("--work", c->work_dir, "Work directory; finished stages in it are reused")->capture_default_str();
   app.add_option("--dataset", c->dataset, "fashion-mnist or emoji")
       ->check(CLI::IsMember({"fashion-mnist", "emoji"}))->capture_default_str();
-  app.add_option("--dataset-path", c->dataset_path, "Dataset location (default: the dataset's own)");
+  app.add_option("--data-path,--dataset-path", c->dataset_path,
+                 "Dataset location (default: the dataset's own; --dataset-path is a deprecated alias)");
+  app.add_option("--alpha-background", c->alpha_background,
+                 "Transparent pixels are composited onto: white, black or R,G,B")
+      ->capture_default_str();
   app.add_option("--vq-steps", c->vq_steps, "Tokenizer steps (0 = preset)")->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   app.add_option("--ar-steps", c->ar_steps, "Stage-1 and baseline steps (0 = preset)")->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   app.add_option("--aux-steps", c->aux_steps, "Stage-2 steps (0 = preset)")->check(CLI::Range(int64_t{0}, int64_t{1} << 30));

@@ -43,6 +43,9 @@ ctfgen::cli::Action setup(CLI::App& app) {
   app.add_option("--dataset", o->dataset.name, "fashion-mnist, imagefolder or emoji")
       ->check(CLI::IsMember({"fashion-mnist", "imagefolder", "emoji"}))->capture_default_str();
   app.add_option("--data-path", o->dataset.path, "Dataset location (default: the dataset's own)");
+  app.add_option("--alpha-background", o->dataset.alpha_background,
+                 "Transparent pixels are composited onto: white, black or R,G,B")
+      ->capture_default_str();
   app.add_flag("--skip-bad", o->dataset.skip_bad,
                "Skip unreadable or corrupt images (their count is reported) instead of failing");
   app.add_option("--split", o->dataset.split, "Images to test")->check(CLI::IsMember({"train", "test"}))->capture_default_str();

@@ -32,6 +32,9 @@ ctfgen::cli::Action setup_train_classifier(CLI::App& app) {
   app.add_option("--dataset", o->data.name, "fashion-mnist | emoji | imagefolder")
       ->capture_default_str();
   app.add_option("--data-path", o->data.path, "Dataset location (default: the dataset's own)");
+  app.add_option("--alpha-background", o->data.alpha_background,
+                 "Transparent pixels are composited onto: white, black or R,G,B")
+      ->capture_default_str();
   app.add_flag("--skip-bad", o->data.skip_bad,
                "Skip unreadable or corrupt images (their count is reported) instead of failing");
   app.add_option("--image-size", o->data.image_size,

@@ -188,9 +188,11 @@ Dataset load_imagefolder(const DatasetConfig& cfg, const std::string& root) {
     }
   }
   auto items = interleave(per_class, cfg.limit);
-  decode_all(items, 3, cfg,
-             [&](const at::Tensor& hwc) {
-               return cfg.image_size > 0 ? io::center_crop_adm(hwc, cfg.image_size) : hwc;
+  const auto background = parse_alpha_background(cfg.alpha_background);
+  decode_all(items, 4, cfg,
+             [&](const at::Tensor& rgba) {
+               auto rgb = io::composite_alpha(rgba, background);
+               return cfg.image_size > 0 ? io::center_crop_adm(rgb, cfg.image_size) : rgb;
              },
              ds);
   return ds;
@@ -236,9 +238,10 @@ Dataset load_emoji(const DatasetConfig& cfg, const std::string& path) {
   if (ds.class_names.size() != 9)
     log::warn(json_path, ": expected 9 emoji categories, found ", ds.class_names.size());
   auto items = interleave(per_class, cfg.limit);
+  const auto background = parse_alpha_background(cfg.alpha_background);
   decode_all(items, 4, cfg,
              [&](const at::Tensor& rgba) {
-               auto rgb = io::composite_alpha(rgba, {255, 255, 255});
+               auto rgb = io::composite_alpha(rgba, background);
                return cfg.image_size > 0 && cfg.image_size != rgb.size(0) ? io::center_crop_adm(rgb, cfg.image_size)
                                                                           : rgb;
              },
@@ -266,7 +269,27 @@ DatasetConfig DatasetConfig::from_json(const json& j) {
   return fields_from_json<DatasetConfig>(j, "dataset config");
 }
 
+std::array<uint8_t, 3> parse_alpha_background(const std::string& value) {
+  if (value == "white") return {255, 255, 255};
+  if (value == "black") return {0, 0, 0};
+  std::array<uint8_t, 3> rgb{};
+  size_t start = 0;
+  for (int i = 0; i < 3; ++i) {
+    const size_t end = i < 2 ? value.find(',', start) : value.size();
+    const std::string part = end == std::string::npos ? "" : value.substr(start, end - start);
+    bool ok = !part.empty() && part.size() <= 3 &&
+              std::all_of(part.begin(), part.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+    const int v = ok ? std::stoi(part) : -1;
+    CTFGEN_CHECK_USAGE(ok && v <= 255, "dataset.alpha_background: '", value,
+                       "' is not white, black or R,G,B with each value in [0, 255]");
+    rgb[static_cast<size_t>(i)] = static_cast<uint8_t>(v);
+    start = end + 1;
+  }
+  return rgb;
+}
+
 void DatasetConfig::validate() const {
+  parse_alpha_background(alpha_background);
   CTFGEN_CHECK_USAGE(name == "fashion-mnist" || name == "imagefolder" || name == "emoji",
                      "dataset.name: unknown dataset '", name, "' (expected fashion-mnist, imagefolder or emoji)");
   CTFGEN_CHECK_USAGE(split == "train" || split == "test", "dataset.split: '", split,

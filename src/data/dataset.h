@@ -6,11 +6,15 @@
 //                  (32 = 2 pixels on every side); image_size < 28 is an error.
 //   imagefolder    <path>/<class>/<image>.{png,jpg,jpeg} (classes = sorted sub-directories,
 //                  files sorted by name), or <path>/train/<class>/... and <path>/test/<class>/...
-//                  when both exist. RGB (alpha dropped, grey replicated), ADM centre crop to
-//                  image_size (0 = keep native size; then all images must share one size).
+//                  when both exist. RGB (grey replicated; transparent pixels composited onto
+//                  alpha_background), ADM centre crop to image_size (0 = keep native size; then
+//                  all images must share one size).
 //   emoji          emoji-datasource-google@16.0.0 installed by scripts/fetch_emoji.sh (default
 //                  path data/emoji); img/google/64/ PNGs, classes = emoji.json categories except
-//                  "Component" (9, sorted by name); RGBA composited on white; 64 x 64 native.
+//                  "Component" (9, sorted by name); RGBA composited onto alpha_background;
+//                  64 x 64 native.
+// alpha_background: "white" (the default: what an image viewer shows for most icon sets, and the
+// emoji set's own look), "black", or "R,G,B" (0-255 each); the rule is io::composite_alpha's.
 //
 // Without explicit train/ and test/ folders the held-out split is deterministic and independent
 // of directory order: within each class, items are ordered by FNV-1a 64 of
@@ -19,6 +23,7 @@
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -44,6 +49,7 @@ struct DatasetConfig {
   int64_t limit = 0;                   // keep at most this many images (first in order); 0 = all
   double test_fraction = 0.1;          // held-out share per class when there are no split folders
   uint64_t split_seed = 0;             // seed of the deterministic held-out split
+  std::string alpha_background = "white";  // transparency: "white" | "black" | "R,G,B"
 
   nlohmann::json to_json() const;
   static DatasetConfig from_json(const nlohmann::json& j);  // does not validate
@@ -59,8 +65,12 @@ struct DatasetConfig {
     visit("limit", self.limit);
     visit("test_fraction", self.test_fraction);
     visit("split_seed", self.split_seed);
+    visit("alpha_background", self.alpha_background);
   }
 };
+
+/// The RGB colour of an alpha_background value; throws UsageError naming the field and value.
+std::array<uint8_t, 3> parse_alpha_background(const std::string& value);
 
 /// Loads the whole split into memory (validates the config first).
 Dataset load_dataset(const DatasetConfig& cfg);

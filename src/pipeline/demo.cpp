@@ -115,6 +115,7 @@ nlohmann::json run_demo(const DemoConfig& config) {
   data::DatasetConfig dc;
   dc.name = c.dataset;
   dc.path = c.dataset_path;
+  dc.alpha_background = c.alpha_background;
   dc.split = "train";
   auto train_ds = data::load_dataset(dc);
   dc.split = "test";

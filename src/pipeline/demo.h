@@ -12,6 +12,7 @@ struct DemoConfig {
   std::string work_dir = "runs/demo";
   std::string dataset = "fashion-mnist";
   std::string dataset_path;       // "" = the dataset's default location
+  std::string alpha_background = "white";  // data::DatasetConfig::alpha_background
   int64_t vq_steps = 0;           // 0 = the preset's value (likewise below)
   int64_t ar_steps = 0;           // stage 1 and baseline
   int64_t aux_steps = 0;
@@ -32,6 +33,7 @@ struct DemoConfig {
     visit("work_dir", self.work_dir);
     visit("dataset", self.dataset);
     visit("dataset_path", self.dataset_path);
+    visit("alpha_background", self.alpha_background);
     visit("vq_steps", self.vq_steps);
     visit("ar_steps", self.ar_steps);
     visit("aux_steps", self.aux_steps);

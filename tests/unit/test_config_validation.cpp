@@ -218,7 +218,7 @@ TEST(ConfigValidation, RecordedRunConfigsRoundTripEveryField) {
   d.ar_steps = 9;
   d.baseline = false;
   auto dj = d.to_json();
-  EXPECT_EQ(dj.size(), 12u);
+  EXPECT_EQ(dj.size(), 13u);
   EXPECT_EQ(dj.at("dataset_path"), "some/where");
   auto db = pipeline::DemoConfig::from_json(dj);
   EXPECT_EQ(db.to_json(), dj);

@@ -245,6 +245,53 @@ TEST(Datasets, ImageFolderExplicitSplitFolders) {
   EXPECT_FLOAT_EQ(test.images[1][0][0][0].item<float>(), 1.0f);  // class b is red
 }
 
+// Transparency: a half-transparent RGBA pixel composited onto the chosen background, checked
+// against values computed by hand from the straight-alpha rule
+// out = floor((c * a + bg * (255 - a) + 127) / 255) (io::composite_alpha).
+TEST(Datasets, ImageFolderAlphaBackground) {
+  TempDir d;
+  for (const std::string cls : {"a", "b"}) {
+    fs::ensure_dir(d.file(cls));
+    auto rgba = torch::empty({4, 4, 4}, torch::kUInt8);
+    rgba.select(2, 0).fill_(200);
+    rgba.select(2, 1).fill_(100);
+    rgba.select(2, 2).fill_(50);
+    rgba.select(2, 3).fill_(128);
+    rgba[0][0][3] = 0;    // fully transparent: the background itself
+    rgba[0][1][3] = 255;  // opaque: the pixel itself
+    io::write_png(d.file(cls + "/x.png"), rgba);
+  }
+  data::DatasetConfig cfg;
+  cfg.name = "imagefolder";
+  cfg.path = d.path();
+  cfg.test_fraction = 0.0;
+  auto pixel = [&](const std::string& bg, int64_t x) {
+    cfg.alpha_background = bg;
+    auto u8 = io::to_uint8(data::load_dataset(cfg).images[0]);  // [3, 4, 4]
+    return std::vector<int64_t>{u8[0][0][x].item<int64_t>(), u8[1][0][x].item<int64_t>(),
+                                u8[2][0][x].item<int64_t>()};
+  };
+  // white: (200*128 + 255*127 + 127) / 255 = 227.9 -> 227; (100*128 + 32385 + 127) / 255 = 177.7 -> 177;
+  // (50*128 + 32385 + 127) / 255 = 152.6 -> 152.
+  EXPECT_EQ(pixel("white", 2), (std::vector<int64_t>{227, 177, 152}));
+  // black: (200*128 + 127) / 255 = 100.9 -> 100; (12800 + 127) / 255 = 50.7 -> 50; (6400 + 127) / 255 = 25.6 -> 25.
+  EXPECT_EQ(pixel("black", 2), (std::vector<int64_t>{100, 50, 25}));
+  // R,G,B = 10,20,30: (25600 + 1270 + 127) / 255 = 105.9 -> 105; (12800 + 2540 + 127) / 255 = 60.7 -> 60;
+  // (6400 + 3810 + 127) / 255 = 40.5 -> 40.
+  EXPECT_EQ(pixel("10,20,30", 2), (std::vector<int64_t>{105, 60, 40}));
+  EXPECT_EQ(pixel("10,20,30", 0), (std::vector<int64_t>{10, 20, 30}));
+  EXPECT_EQ(pixel("black", 1), (std::vector<int64_t>{200, 100, 50}));
+  for (const std::string bad : {"grey", "1,2", "1,2,256", "1,,3", "-1,2,3", "1,2,3,4", ""}) {
+    cfg.alpha_background = bad;
+    try {
+      data::load_dataset(cfg);
+      ADD_FAILURE() << "accepted alpha_background '" << bad << "'";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("dataset.alpha_background"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Datasets, EmojiFromSyntheticPackage) {
   TempDir d;
   const std::string pkg = d.file("node_modules/emoji-datasource-google");

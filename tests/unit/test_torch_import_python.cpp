@@ -408,7 +408,7 @@ TEST_F(TorchImportPython, PipelineRunsOnImportedTokenizerAndGPT) {
   g.stage = pipeline::GeneratorStage::Aux;
   auto s2 = pipeline::train_generator(g, train, nullptr, &clusters, d.file("stage2"));
   auto ctf = pipeline::load_generator({file("vq_tiny.pt"), s1.model_path, s2.model_path,
-                                       d.file("clusters.safetensors")});
+                                       d.file("clusters.safetensors"), ""});
   pipeline::GenerateConfig gen_cfg;
   auto rng = make_generator(1);
   auto out = pipeline::generate(ctf, torch::tensor({int64_t{0}, int64_t{1}}), gen_cfg, rng, false);
